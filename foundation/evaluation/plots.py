@@ -1,0 +1,183 @@
+"""Report figures (matplotlib, Agg backend): curves, score distributions, label efficiency, loss, embeddings.
+
+Each function draws one figure, saves it as PNG and returns the path; none of them shows anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow.csv as pacsv  # noqa: E402
+
+from foundation.evaluation.metrics import pr_curve, roc_curve  # noqa: E402
+
+_MAX_CURVE_POINTS = 2000  # a 200k-point ROC line draws slowly and looks the same thinned
+
+
+def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep at most _MAX_CURVE_POINTS evenly spaced points (always the first and last)."""
+    n = len(arrays[0])
+    if n <= _MAX_CURVE_POINTS:
+        return arrays
+    keep = np.unique(np.linspace(0, n - 1, _MAX_CURVE_POINTS).astype(np.int64))
+    return tuple(a[keep] for a in arrays)
+
+
+def _save(fig: plt.Figure, path: Path, top: float = 0.9) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # fixed margins: tight_layout measures every text box and costs more than drawing the figure
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=top, wspace=0.28)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(path: Path, task: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """ROC (linear and log FPR) and precision-recall curves of every model on one figure.
+
+    Args:
+        path: output PNG.
+        task: title.
+        curves: model label -> (labels (N,), scores (N,)) on the same test examples.
+    """
+    fig, (roc_ax, log_ax, pr_ax) = plt.subplots(1, 3, figsize=(16, 5))
+    base_rate = None
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        fpr, tpr = _thin(fpr, tpr)
+        roc_ax.plot(fpr, tpr, label=name, lw=1.3)
+        log_ax.plot(np.maximum(fpr, 1e-5), tpr, label=name, lw=1.3)
+        recall, precision, _ = pr_curve(labels, scores)
+        recall, precision = _thin(recall, precision)
+        pr_ax.step(recall, precision, where="post", label=name, lw=1.3)
+        base_rate = float(np.mean(labels))
+    roc_ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+    roc_ax.set(xlabel="false positive rate", ylabel="recall (TPR)", title=f"{task}: ROC")
+    log_ax.axvline(0.01, color="grey", ls=":", lw=1)
+    log_ax.set(xscale="log", xlim=(1e-4, 1), xlabel="false positive rate (log)", ylabel="recall (TPR)",
+               title=f"{task}: ROC, low-FPR region")
+    if base_rate is not None:
+        pr_ax.axhline(base_rate, color="grey", ls=":", lw=1, label=f"base rate {base_rate:.3g}")
+    pr_ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title=f"{task}: precision-recall")
+    for ax in (roc_ax, log_ax, pr_ax):
+        ax.grid(alpha=0.3)
+    pr_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_distributions(path: Path, task: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Histograms of each model's test scores by class (density, log count axis), one panel per model."""
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
+    for ax, (name, (labels, scores)) in zip(axes[0], curves.items()):
+        labels = np.asarray(labels)
+        bins = np.histogram_bin_edges(scores, bins=50)
+        for value, colour in ((0, "tab:blue"), (1, "tab:red")):
+            ax.hist(scores[labels == value], bins=bins, density=True, alpha=0.55, color=colour,
+                    label=f"label {value} (n={int((labels == value).sum())})")
+        ax.set(yscale="log", xlabel="score", title=name)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{task}: test score distributions by class")
+    return _save(fig, path, top=0.84)
+
+
+def plot_label_efficiency(path: Path, task: str, points: Mapping[str, Sequence[tuple[float, dict]]],
+                          metric: str = "pr_auc") -> Path:
+    """A metric (with its confidence interval) against the fraction of training labels, per model.
+
+    Args:
+        points: model -> [(label_fraction, {"value", "ci_low", "ci_high"}), ...].
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, series in points.items():
+        series = sorted(series, key=lambda p: p[0])
+        x = np.array([p[0] for p in series])
+        value = np.array([p[1]["value"] for p in series])
+        low = np.array([p[1]["ci_low"] for p in series])
+        high = np.array([p[1]["ci_high"] for p in series])
+        ax.plot(x, value, marker="o", label=name)
+        ax.fill_between(x, low, high, alpha=0.2)
+    ax.set(xscale="log", xlabel="fraction of training labels", ylabel=metric, title=f"{task}: label efficiency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_loss_curves(path: Path, metrics_csv: str | Path) -> Path:
+    """Every `*loss*` column of a Lightning CSVLogger metrics.csv against the training step.
+
+    Rows of a Lightning CSV log hold only the metrics logged at that moment; empty cells are skipped per
+    column, so train (per step) and validation (per epoch) losses share one plot.
+    """
+    table = pacsv.read_csv(metrics_csv)
+    if "step" not in table.column_names:
+        raise ValueError(f"{metrics_csv}: no `step` column (is it a Lightning CSVLogger metrics.csv?)")
+    loss_columns = [c for c in table.column_names if "loss" in c]
+    if not loss_columns:
+        raise ValueError(f"{metrics_csv}: no column with 'loss' in its name (columns: {table.column_names})")
+    step = table.column("step").to_numpy(zero_copy_only=False).astype(np.float64)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for column in loss_columns:
+        values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        ok = np.isfinite(values) & np.isfinite(step)
+        if ok.any():
+            ax.plot(step[ok], values[ok], label=column, lw=1.2, marker="o" if ok.sum() < 30 else None, ms=3)
+    ax.set(xlabel="step", ylabel="loss", title="pretraining loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project (N, H) embeddings on their first two principal components (numpy SVD).
+
+    Returns:
+        (N, 2) coordinates and the (2,) share of variance each component explains.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"embeddings must be (N >= 2, H), got shape {x.shape}")
+    x = x - x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    explained = singular**2 / max(float((singular**2).sum()), 1e-12)
+    components = vt[:2]
+    coords = x @ components.T
+    if coords.shape[1] < 2:  # H == 1: pad so the plot still has two axes
+        coords = np.hstack([coords, np.zeros((len(x), 1))])
+        explained = np.r_[explained, 0.0]
+    return coords, explained[:2]
+
+
+def plot_embedding_projection(path: Path, embeddings: np.ndarray, traits: np.ndarray,
+                              trait_name: str = "trait", entity_type: str = "customer",
+                              max_points: int = 5000, seed: int = 0) -> Path:
+    """2-D PCA of entity embeddings coloured by a known trait (e.g. the customer's segment).
+
+    Args:
+        embeddings: (N, H).
+        traits: (N,) trait value per entity (any type; shown as categories).
+        max_points: random subsample drawn to keep the scatter readable.
+    """
+    traits = np.asarray(traits)
+    if len(traits) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(traits)} trait values")
+    coords, explained = pca_2d(embeddings)
+    if len(coords) > max_points:
+        keep = np.random.default_rng(seed).choice(len(coords), max_points, replace=False)
+        coords, traits = coords[keep], traits[keep]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    values = np.unique(traits.astype(str))
+    colours = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
+    for i, value in enumerate(values):
+        mask = traits.astype(str) == value
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=6, alpha=0.6, color=colours(i % colours.N), label=value)
+    ax.set(xlabel=f"PC1 ({explained[0]:.0%} of variance)", ylabel=f"PC2 ({explained[1]:.0%})",
+           title=f"{entity_type} embeddings by {trait_name}")
+    ax.legend(fontsize=7, markerscale=2, title=trait_name)
+    return _save(fig, path)

@@ -1,0 +1,274 @@
+"""A LightGBM binary head: the GBDT a fraud team already runs, on velocity features or on embeddings + raw.
+
+Class imbalance is handled by `scale_pos_weight` (default: negatives / positives of the training labels),
+the number of trees by early stopping on the validation set (average precision), and the decision threshold
+is chosen on the validation set (the one maximising F1) and stored with the model, never tuned on test.
+
+On disk (architecture.md section 8): `<dir>/model.txt` (LightGBM text model at the best iteration) and
+`<dir>/head.json` (head type, threshold, feature layout, parameters, metrics and whatever the caller adds:
+task, entity types).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "scale_pos_weight": "auto",
+    "num_threads": 2,
+    "seed": 0,
+}
+HEAD_TYPE = "gbdt"
+
+
+def _check_xy(X: np.ndarray, y: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name}: features must be 2-D (N, D), got shape {X.shape}")
+    if y is None:
+        return X, None
+    y = np.asarray(y)
+    if y.shape != (len(X),):
+        raise ValueError(f"{name}: labels must have shape ({len(X)},), got {y.shape}")
+    values = np.unique(y)
+    if not np.isin(values, [0, 1]).all():
+        raise ValueError(f"{name}: labels must be 0/1, got values {values[:5]}")
+    if len(values) < 2:
+        raise ValueError(f"{name}: labels hold a single class ({values}); a binary head needs both")
+    return X, y.astype(np.float64)
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The score threshold maximising F1 (flag scores >= threshold), and that F1.
+
+    Args:
+        labels: (N,) 0/1.
+        scores: (N,).
+
+    Returns:
+        (threshold, f1).
+    """
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # last row of each tied score
+    tps = np.cumsum(sorted_labels)[ends]
+    flagged = ends + 1.0
+    f1 = 2 * tps / (flagged + sorted_labels.sum())
+    best = int(np.argmax(f1))
+    return float(sorted_scores[ends[best]]), float(f1[best])
+
+
+class GBDTHead:
+    """LightGBM binary classifier with early stopping and a validation-chosen threshold.
+
+    Args:
+        params: LightGBM parameters over DEFAULT_PARAMS; `scale_pos_weight: auto` becomes
+            n_negative / n_positive of the training labels (null/1 disables the reweighting).
+        num_boost_round: maximum number of trees.
+        early_stopping_rounds: stop when validation average precision has not improved for this many trees.
+
+    Example:
+        >>> head = GBDTHead({"num_threads": 2}).fit(X_train, y_train, X_val, y_val)  # doctest: +SKIP
+        >>> p = head.predict_proba(X_test)  # (N,)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        num_boost_round: int = 2000,
+        early_stopping_rounds: int = 100,
+    ):
+        self.params = {**DEFAULT_PARAMS, **dict(params or {})}
+        self.num_boost_round = int(num_boost_round)
+        self.early_stopping_rounds = int(early_stopping_rounds)
+        self.booster: lgb.Booster | None = None
+        self.threshold: float | None = None
+        self.feature_names: list[str] | None = None
+        self.categorical_features: list[str] = []
+        self.info: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}  # what save(**metadata) stored: task, entity types, ...
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> GBDTHead:
+        """Build from the `gbdt` block of a task config: {params, num_boost_round, early_stopping_rounds}."""
+        cfg = dict(cfg or {})
+        unknown = sorted(set(cfg) - {"params", "num_boost_round", "early_stopping_rounds"})
+        if unknown:
+            raise ValueError(f"gbdt config: unknown keys {unknown}")
+        return cls(cfg.get("params"), cfg.get("num_boost_round", 2000), cfg.get("early_stopping_rounds", 100))
+
+    @property
+    def n_features(self) -> int:
+        if self.booster is None:
+            raise RuntimeError("GBDTHead is not fitted")
+        return self.booster.num_feature()
+
+    def fit(
+        self,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        feature_names: Sequence[str] | None = None,
+        categorical_features: Sequence[str] | Sequence[int] | None = None,
+    ) -> GBDTHead:
+        """Train with early stopping on the validation set, then pick the F1-optimal threshold on it.
+
+        Args:
+            X_train: (N, D) features (NaN = missing).
+            y_train: (N,) 0/1 labels.
+            X_val: (M, D) validation features.
+            y_val: (M,) validation labels.
+            feature_names: D names (default f0..f{D-1}).
+            categorical_features: names or column indices holding integer category codes.
+
+        Returns:
+            self.
+        """
+        X_train, y_train = _check_xy(X_train, y_train, "train")
+        X_val, y_val = _check_xy(X_val, y_val, "validation")
+        if X_train.shape[1] != X_val.shape[1]:
+            raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+        names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(X_train.shape[1])]
+        if len(names) != X_train.shape[1]:
+            raise ValueError(f"{len(names)} feature names for {X_train.shape[1]} feature columns")
+        categorical = [names[c] if isinstance(c, (int, np.integer)) else str(c) for c in categorical_features or []]
+        unknown = [c for c in categorical if c not in names]
+        if unknown:
+            raise ValueError(f"categorical features {unknown} are not feature names")
+
+        params = dict(self.params)
+        n_pos = float(y_train.sum())
+        if params.get("scale_pos_weight") == "auto":
+            params["scale_pos_weight"] = (len(y_train) - n_pos) / n_pos
+        elif params.get("scale_pos_weight") is None:
+            params.pop("scale_pos_weight")
+        params.update({"metric": ["average_precision", "auc"], "verbosity": -1, "deterministic": True})
+        train_set = lgb.Dataset(X_train, y_train, feature_name=names, categorical_feature=categorical or "auto",
+                                free_raw_data=True)
+        val_set = lgb.Dataset(X_val, y_val, reference=train_set)
+        evals: dict[str, Any] = {}
+        self.booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[val_set],
+            valid_names=["validation"],
+            callbacks=[
+                lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False),
+                lgb.record_evaluation(evals),
+            ],
+        )
+        self.feature_names = names
+        self.categorical_features = categorical
+        val_scores = self.predict_proba(X_val)
+        self.threshold, val_f1 = best_f1_threshold(y_val, val_scores)
+        best = self.booster.best_iteration or self.booster.current_iteration()
+        self.info = {
+            "best_iteration": int(best),
+            "validation_average_precision": float(evals["validation"]["average_precision"][best - 1]),
+            "validation_auc": float(evals["validation"]["auc"][best - 1]),
+            "validation_f1_at_threshold": val_f1,
+            "n_train": int(len(y_train)),
+            "n_train_positive": int(n_pos),
+            "n_validation": int(len(y_val)),
+            "scale_pos_weight": params.get("scale_pos_weight"),
+        }
+        log.info("gbdt head: %d trees, validation AP %.4f, threshold %.4f (F1 %.4f)",
+                 best, self.info["validation_average_precision"], self.threshold, val_f1)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Positive-class scores (N,) for features X (N, D) (probabilities, distorted by scale_pos_weight)."""
+        if self.booster is None:
+            raise RuntimeError("GBDTHead is not fitted; call fit() or GBDTHead.load()")
+        X, _ = _check_xy(X, None, "predict")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} feature columns, got {X.shape[1]}")
+        best = self.booster.best_iteration or None
+        return np.asarray(self.booster.predict(X, num_iteration=best), dtype=np.float64)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(N,) int 0/1 decisions at the validation-chosen threshold."""
+        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+
+    def save(self, directory: str | Path, **metadata: Any) -> Path:
+        """Write `model.txt` and `head.json` into directory.
+
+        Args:
+            directory: the head's folder, e.g. <run_dir>/heads/<task>/gbdt.
+            **metadata: merged into head.json (e.g. task="fraud", entity_types=[...],
+                feature_layout={...}, metrics={...}); must be JSON-serialisable.
+
+        Returns:
+            The directory.
+        """
+        if self.booster is None:
+            raise RuntimeError("GBDTHead is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / "model.txt"), num_iteration=self.booster.best_iteration or None)
+        params = {k: v for k, v in self.params.items() if k not in ("metric", "verbosity")}
+        head = {
+            "head": HEAD_TYPE,
+            "format": "lightgbm",
+            "threshold": self.threshold,
+            "n_features": self.n_features,
+            "feature_names": self.feature_names,
+            "categorical_features": self.categorical_features,
+            "params": params,
+            "num_boost_round": self.num_boost_round,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "training": self.info,
+            **metadata,
+        }
+        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GBDTHead:
+        """Load a head written by save(); predictions equal the saved model's."""
+        directory = Path(directory)
+        for name in ("model.txt", "head.json"):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"GBDT head: {directory / name} is missing")
+        head = json.loads((directory / "head.json").read_text())
+        if head.get("head") != HEAD_TYPE:
+            raise ValueError(f"{directory}/head.json is a {head.get('head')!r} head, not {HEAD_TYPE!r}")
+        model = cls(head.get("params"), head.get("num_boost_round", 2000), head.get("early_stopping_rounds", 100))
+        model.booster = lgb.Booster(model_file=str(directory / "model.txt"))
+        model.threshold = head.get("threshold")
+        model.feature_names = head.get("feature_names")
+        model.categorical_features = head.get("categorical_features", [])
+        model.info = head.get("training", {})
+        model.metadata = {k: v for k, v in head.items() if k not in (
+            "head", "format", "threshold", "n_features", "feature_names", "categorical_features", "params",
+            "num_boost_round", "early_stopping_rounds", "training")}
+        return model
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"head.json: cannot serialise {type(value).__name__}")

@@ -1,0 +1,55 @@
+"""Callbacks: training throughput in events/s, and the Hugging Face export of the encoder + tokenizer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class ThroughputMonitor(pl.Callback):
+    """Logs `train/events_per_s`: real (non-padding) events processed per second of training step,
+    measured from batch start to batch end on the main process and summed over devices."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._events = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+        self._events = int(batch["attention_mask"].sum())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        rate = self._events / elapsed * trainer.world_size
+        pl_module.log("train/events_per_s", rate, on_step=True, on_epoch=False, batch_size=1)
+
+
+class HFExport(pl.Callback):
+    """At each epoch end and at fit end, write the base encoder as `config.json` + `model.safetensors`
+    with the tokenizer files next to it, so `FoundationModel.from_pretrained(dirpath)` always works.
+
+    Args:
+        dirpath: export folder, usually `<run_dir>/hf`.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    def _export(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            pl_module.model.foundation.save_pretrained(self.dirpath)
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None) if trainer.datamodule else None
+        if tokenizer is not None:
+            tokenizer.save_pretrained(self.dirpath)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._export(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._export(trainer, pl_module)

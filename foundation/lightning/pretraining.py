@@ -1,0 +1,68 @@
+"""LightningModule for self-supervised pretraining. It owns no architecture: the model comes from
+FoundationConfig, the losses from foundation.objectives; this class only wires optimisation and logging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from foundation.model import FoundationConfig, FoundationForPretraining
+
+
+class PretrainingModule(pl.LightningModule):
+    """Train `FoundationForPretraining` with AdamW and a warmup + cosine schedule.
+
+    Args:
+        model_config: FoundationConfig as a dict (saved in the checkpoint's hyperparameters, so a
+            checkpoint alone rebuilds the model; no pickled modules).
+        optimizer: {"lr", "weight_decay", "betas"}.
+        scheduler: {"warmup_ratio"}.
+    """
+
+    def __init__(self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = FoundationForPretraining(FoundationConfig.from_dict(model_config))
+
+    @property
+    def config(self) -> FoundationConfig:
+        return self.model.config
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.model(batch)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        out = self.model(batch)
+        batch_size = int(batch["lengths"].shape[0])
+        self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
+        for name, value in out.losses.items():
+            self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+        return out.loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        opt_cfg = self.hparams.optimizer
+        # No weight decay on biases, norms and embeddings' padding rows would be too fine-grained; the
+        # common split (matrices decay, vectors do not) is what transformers' Trainer does.
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": float(opt_cfg.get("weight_decay", 0.0))},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=float(opt_cfg["lr"]),
+            betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(float(self.hparams.scheduler.get("warmup_ratio", 0.0)) * total)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,205 @@
+"""Event embedding: all fields of one event -> one H-vector.
+
+Each field kind has its own small encoder reading its batch keys (docs/architecture.md section 5):
+
+    categorical  <cat> (B,T)                      -> id embedding (padding_idx 0)
+    numeric      <num>_bin, <num>_value (B,T)     -> bin embedding + linear(value)
+    text         <text>_tokens (B,T,K)            -> subword embeddings, mean over non-pad tokens
+    time         time_gap_bin, time_gap, hour, dow -> gap-bin emb + linear(log gap) + hour emb + dow emb
+
+The content fields are combined (summed, or concatenated and projected), optionally replaced by a learned
+[MASK] vector at `mask_positions`, and then the time features, the entity-type embedding and (optionally)
+a learned index position are added, followed by LayerNorm and dropout. Time features are never masked:
+the masked-event objective predicts an event's content knowing when it happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from foundation.model.configuration import FoundationConfig
+from foundation.model.fields import DOW_VOCAB_SIZE, HOUR_VOCAB_SIZE, FieldSpec, parse_field_specs
+
+# time_gap is log1p(seconds): 0..~17 for gaps up to a year. Dividing brings it near the unit range of the
+# standardised numeric values so that neither dominates the sum at init.
+TIME_GAP_SCALE = 10.0
+
+
+class CategoricalEmbedding(nn.Module):
+    """Categorical ids (B,T) -> (B,T,H); id 0 (padding) embeds to zero."""
+
+    def __init__(self, spec: FieldSpec, hidden_size: int):
+        super().__init__()
+        self.key = spec.name
+        self.embedding = nn.Embedding(spec.vocab_size, hidden_size, padding_idx=0)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.embedding(batch[self.key])  # (B, T, H)
+
+
+class NumericEmbedding(nn.Module):
+    """Numeric field: quantile-bin embedding + a linear map of the standardised value; (B,T) -> (B,T,H).
+
+    The bin carries the coarse level and the null flag (bin 1); the value adds within-bin resolution.
+    Non-finite values (a null encoded as NaN) and padding contribute no value term.
+    """
+
+    def __init__(self, spec: FieldSpec, hidden_size: int):
+        super().__init__()
+        self.bin_key, self.value_key = f"{spec.name}_bin", f"{spec.name}_value"
+        self.bin_embedding = nn.Embedding(spec.num_bins, hidden_size, padding_idx=0)
+        self.value_projection = nn.Linear(1, hidden_size, bias=False)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        bins = batch[self.bin_key]  # (B, T)
+        value = batch[self.value_key].float()
+        value = torch.where(torch.isfinite(value) & (bins > 1), value, torch.zeros_like(value))
+        return self.bin_embedding(bins) + self.value_projection(value.unsqueeze(-1))  # (B, T, H)
+
+
+class TextEmbedding(nn.Module):
+    """Text field: subword ids (B,T,K) -> mean of the non-pad token embeddings (B,T,H); no tokens -> zero.
+
+    `nn.EmbeddingBag(mode="mean", padding_idx=0)` excludes pad ids from the mean without materialising
+    the (B,T,K,H) tensor.
+    """
+
+    def __init__(self, spec: FieldSpec, hidden_size: int):
+        super().__init__()
+        self.key = f"{spec.name}_tokens"
+        self.embedding = nn.EmbeddingBag(spec.vocab_size, hidden_size, mode="mean", padding_idx=0)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        tokens = batch[self.key]  # (B, T, K)
+        batch_size, seq_len, num_tokens = tokens.shape
+        pooled = self.embedding(tokens.reshape(batch_size * seq_len, num_tokens))  # (B*T, H)
+        return pooled.view(batch_size, seq_len, -1)  # (B, T, H)
+
+
+class TimeEmbedding(nn.Module):
+    """Time features -> (B,T,H): gap-bin embedding + linear(log gap) + hour and day-of-week embeddings."""
+
+    def __init__(self, spec: FieldSpec, hidden_size: int):
+        super().__init__()
+        self.gap_bin_embedding = nn.Embedding(spec.num_bins, hidden_size, padding_idx=0)
+        self.gap_projection = nn.Linear(1, hidden_size, bias=False)
+        self.hour_embedding = nn.Embedding(HOUR_VOCAB_SIZE, hidden_size, padding_idx=0)
+        self.dow_embedding = nn.Embedding(DOW_VOCAB_SIZE, hidden_size, padding_idx=0)
+
+    def forward(self, batch: Mapping[str, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        gap = batch["time_gap"].float() / TIME_GAP_SCALE
+        gap = torch.where(attention_mask & torch.isfinite(gap), gap, torch.zeros_like(gap))  # (B, T)
+        return (
+            self.gap_bin_embedding(batch["time_gap_bin"])
+            + self.gap_projection(gap.unsqueeze(-1))
+            + self.hour_embedding(batch["hour"])
+            + self.dow_embedding(batch["dow"])
+        )  # (B, T, H)
+
+
+_FIELD_EMBEDDINGS = {"categorical": CategoricalEmbedding, "numeric": NumericEmbedding, "text": TextEmbedding}
+
+
+class FoundationEventEmbedding(nn.Module):
+    """Embeds every event of a padded batch: (B,T) fields -> (B,T,H).
+
+    Args:
+        config: `FoundationConfig`; reads `fields`, `entity_types`, `hidden_size`, `event_combine`,
+            `max_position`, `time_encoding`/`index_position`, `layer_norm_eps`, `dropout`.
+
+    Example:
+        >>> from foundation.model import FoundationConfig
+        >>> from foundation.model.embeddings import FoundationEventEmbedding
+        >>> fields = [{"name": "mcc", "kind": "categorical", "vocab_size": 12},
+        ...           {"name": "time", "kind": "time", "num_bins": 10}]
+        >>> config = FoundationConfig(fields=fields, entity_types=["customer"], hidden_size=8, num_heads=2)
+        >>> batch = {"mcc": torch.tensor([[2, 5, 0]]), "time_gap_bin": torch.tensor([[1, 3, 0]]),
+        ...          "time_gap": torch.tensor([[0.0, 4.2, 0.0]]), "hour": torch.tensor([[9, 10, 0]]),
+        ...          "dow": torch.tensor([[1, 1, 0]]), "entity_type": torch.tensor([0]),
+        ...          "attention_mask": torch.tensor([[True, True, False]])}
+        >>> FoundationEventEmbedding(config)(batch).shape
+        torch.Size([1, 3, 8])
+    """
+
+    def __init__(self, config: FoundationConfig):
+        super().__init__()
+        specs = parse_field_specs(config.fields)
+        time_specs = [spec for spec in specs if spec.kind == "time"]
+        if not time_specs:
+            raise ValueError(
+                "FoundationConfig.fields needs one spec of kind 'time' "
+                "(EventTokenizer.field_specs() always includes {'name': 'time', 'kind': 'time', ...})"
+            )
+        if not config.entity_types:
+            raise ValueError("FoundationConfig.entity_types is empty; pass EventTokenizer.entity_types")
+        hidden = config.hidden_size
+        self.content_specs = [spec for spec in specs if spec.kind != "time"]
+        self.fields = nn.ModuleDict(
+            {spec.name: _FIELD_EMBEDDINGS[spec.kind](spec, hidden) for spec in self.content_specs}
+        )
+        self.time = TimeEmbedding(time_specs[0], hidden)
+        self.entity_type = nn.Embedding(len(config.entity_types), hidden)
+        self.position = nn.Embedding(config.max_position, hidden) if config.uses_index_position else None
+        # Concatenation keeps each field in its own slice of a wider vector; the projection mixes them.
+        self.combine = config.event_combine
+        n_content = max(len(self.content_specs), 1)
+        self.projection = nn.Linear(n_content * hidden, hidden) if self.combine == "concat" else None
+        self.mask_embedding = nn.Parameter(torch.zeros(hidden))  # [MASK]; initialised by _init_weights
+        self.layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def content(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Combined content fields (everything but time) -> (B,T,H).
+
+        Raises:
+            KeyError: the batch carries none of the model's content fields, or a field only partly.
+        """
+        present = [spec for spec in self.content_specs if spec.present_in(batch)]
+        if self.content_specs and not present:
+            expected = [key for spec in self.content_specs for key in spec.batch_keys]
+            raise KeyError(f"the batch has none of the model's fields {expected}; batch keys: {sorted(batch)}")
+        reference = batch["attention_mask"]
+        shape = (*reference.shape, self.mask_embedding.shape[0])
+        if self.combine == "sum":
+            total = torch.zeros(shape, dtype=self.mask_embedding.dtype, device=reference.device)
+            for spec in present:
+                total = total + self.fields[spec.name](batch)
+            return total  # (B, T, H)
+        # Absent fields fill their slice with zeros so the projection sees a fixed layout.
+        parts = [
+            self.fields[spec.name](batch) if spec in present
+            else torch.zeros(shape, dtype=self.mask_embedding.dtype, device=reference.device)
+            for spec in self.content_specs
+        ]
+        return self.projection(torch.cat(parts, dim=-1))  # (B, T, n_fields*H) -> (B, T, H)
+
+    def forward(
+        self, batch: Mapping[str, torch.Tensor], mask_positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embed a batch.
+
+        Args:
+            batch: the collate batch; needs `attention_mask`, `entity_type`, the time keys and at least one
+                content field of the model.
+            mask_positions: optional (B,T) bool; True events get the learned [MASK] vector instead of their
+                content fields (their time features stay).
+        Returns:
+            (B,T,H) event embeddings.
+        """
+        attention_mask = batch["attention_mask"].bool()
+        x = self.content(batch)  # (B, T, H)
+        if mask_positions is not None:
+            if mask_positions.shape != attention_mask.shape:
+                raise ValueError(
+                    f"mask_positions has shape {tuple(mask_positions.shape)}, expected (B, T) = "
+                    f"{tuple(attention_mask.shape)}"
+                )
+            x = torch.where(mask_positions.bool().unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
+        x = x + self.time(batch, attention_mask) + self.entity_type(batch["entity_type"]).unsqueeze(1)
+        if self.position is not None:
+            seq_len = x.shape[1]
+            x = x + self.position(torch.arange(seq_len, device=x.device))  # (T, H) broadcast over B
+        return self.dropout(self.layer_norm(x))  # (B, T, H)

@@ -1,0 +1,155 @@
+"""Load test of a running service on this machine: /v1/score latency and /v1/events throughput.
+
+    python -m foundation.serving.loadtest loadtest.requests=500     (Hydra, conf/serve.yaml)
+
+- Scoring: charge attempts built from the events file (outcome fields and event ids removed, so nothing is
+  committed), sent by 1 and by 16 concurrent clients; client-side p50 / p99 / mean latency and requests/s.
+- Ingestion: batches of events whose event and entity ids get a unique `loadtest-<run>-` prefix, so they
+  form new entities and never touch the history of real ones (they do add rows to the state: point the
+  service at a scratch state). Reports sustained events/s.
+
+Loopback targets only (see `replay.check_loopback`); every phase is bounded in requests and seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from foundation.data.schema import DataSchema
+from foundation.serving.replay import auth_headers, check_loopback, raw_batches
+
+
+@dataclass
+class LatencyReport:
+    """Client-side latency of one phase, in milliseconds."""
+
+    clients: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    requests_per_second: float
+
+
+def attempts_from_file(schema: DataSchema, path: str | None, n: int) -> list[dict[str, Any]]:
+    """Up to n charge attempts (raw JSON) from the events file: outcome fields, labels and event id dropped."""
+    drop = {f.column for f in schema.fields.values() if f.outcome} | {lb.column for lb in schema.labels.values()}
+    drop.add(schema.event_id or "event_id")
+    out: list[dict[str, Any]] = []
+    for rows in raw_batches(schema, path, batch_size=min(n, 1000), limit=n):
+        out.extend({k: v for k, v in row.items() if k not in drop} for row in rows)
+    if not out:
+        raise ValueError("the events file has no rows to build score requests from")
+    return out
+
+
+def measure_scores(url: str, attempts: list[dict[str, Any]], clients: int, requests: int, max_seconds: float,
+                   token: str | None = None) -> LatencyReport:
+    """`requests` POST /v1/score calls spread over `clients` threads (each its own keep-alive connection)."""
+    base = check_loopback(url)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    deadline = time.monotonic() + max_seconds
+
+    def worker() -> None:
+        own: list[float] = []
+        with httpx.Client(base_url=base, headers=auth_headers(token), timeout=30.0) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    break
+                start = time.perf_counter()
+                response = client.post("/v1/score", json=attempts[i % len(attempts)])
+                elapsed = time.perf_counter() - start
+                if response.status_code != 200:
+                    with lock:
+                        errors[0] += 1
+                    continue
+                own.append(elapsed)
+        with lock:
+            latencies.extend(own)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000.0
+    if ms.size == 0:
+        return LatencyReport(clients, 0, errors[0], float("nan"), float("nan"), float("nan"), 0.0)
+    return LatencyReport(clients, int(ms.size), errors[0], float(np.percentile(ms, 50)),
+                         float(np.percentile(ms, 99)), float(ms.mean()), ms.size / wall)
+
+
+def measure_ingest(url: str, schema: DataSchema, path: str | None, n_events: int, batch_size: int,
+                   max_seconds: float, token: str | None = None) -> dict[str, float]:
+    """Sustained events/s of POST /v1/events with one client, on prefixed (new) event and entity ids."""
+    base = check_loopback(url)
+    prefix = f"loadtest-{uuid.uuid4().hex[:8]}-"
+    renamed = [schema.event_id or "event_id"] + [e.column for e in schema.entities.values()]
+    sent = applied = 0
+    deadline = time.monotonic() + max_seconds
+    start = time.perf_counter()
+    with httpx.Client(base_url=base, headers=auth_headers(token), timeout=60.0) as client:
+        for rows in raw_batches(schema, path, batch_size=batch_size, limit=n_events):
+            if time.monotonic() >= deadline:
+                break
+            for row in rows:
+                for column in renamed:
+                    row[column] = f"{prefix}{row[column]}"
+            response = client.post("/v1/events", json=rows)
+            if response.status_code != 200:
+                raise RuntimeError(f"/v1/events answered {response.status_code}: {response.text[:500]}")
+            sent += len(rows)
+            applied += response.json()["applied"]
+    wall = time.perf_counter() - start
+    return {"events": sent, "applied": applied, "seconds": wall, "events_per_second": sent / wall if wall else 0.0}
+
+
+def run_loadtest(cfg: Any) -> dict[str, Any]:
+    """The full load test from the `loadtest` section of conf/serve.yaml; prints and returns the report."""
+    lt = cfg.loadtest
+    schema = DataSchema.from_config(cfg.data)
+    url = str(lt.url)
+    attempts = attempts_from_file(schema, lt.get("path"), int(lt.attempts))
+    report: dict[str, Any] = {"url": url, "score": []}
+    # Warm-up: the first requests fill the hidden-state cache and torch's allocator; not measured.
+    measure_scores(url, attempts, 1, min(len(attempts), int(lt.warmup)), float(lt.max_seconds))
+    for clients in lt.clients:
+        result = measure_scores(url, attempts, int(clients), int(lt.requests), float(lt.max_seconds))
+        report["score"].append(asdict(result))
+        print(f"/v1/score  clients={clients:>2}  n={result.requests}  errors={result.errors}  "
+              f"p50={result.p50_ms:.2f} ms  p99={result.p99_ms:.2f} ms  mean={result.mean_ms:.2f} ms  "
+              f"{result.requests_per_second:.0f} req/s", flush=True)
+    if lt.ingest_events:
+        ingest = measure_ingest(url, schema, lt.get("path"), int(lt.ingest_events), int(lt.batch_size),
+                                float(lt.max_seconds))
+        report["ingest"] = ingest
+        print(f"/v1/events batch={lt.batch_size}  n={ingest['events']}  {ingest['events_per_second']:.0f} events/s",
+              flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path="../../conf", config_name="serve")
+    def _main(cfg: Any) -> None:
+        from foundation.cli import run_cli
+
+        run_cli(lambda: run_loadtest(cfg) and None)
+
+    _main()

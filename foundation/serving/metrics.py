@@ -1,0 +1,90 @@
+"""Prometheus metrics of the online service (text exposition via prometheus_client).
+
+Each app owns its own `CollectorRegistry`, so several apps in one process (tests, two replicas) do not
+share counters. Route labels are route *templates* (`/v1/entities/{entity_type}/{entity_id}/embedding`),
+never raw paths, so entity ids cannot blow up the label cardinality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from foundation.serving.state import StoreStats
+
+# The *_created series double the exposition size and no dashboard of ours reads them.
+disable_created_metrics()
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Scoring targets a few ms; the fine low buckets make p50/p99 readable from the histogram.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _StateCollector(Collector):
+    """Reads the store's sizes at scrape time (a scrape is rare; the store keeps them as counters)."""
+
+    def __init__(self, stats: Callable[[], StoreStats]):
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            s = self._stats()
+        except Exception:  # an unreachable store must not break the scrape; /healthz reports it
+            return
+        yield GaugeMetricFamily("foundation_state_entities", "Entities with at least one event", value=s.n_entities)
+        yield GaugeMetricFamily(
+            "foundation_state_events_applied", "Distinct events applied to the state", value=s.n_events_applied
+        )
+        yield GaugeMetricFamily(
+            "foundation_state_events_retained", "Event rows retained across entity windows", value=s.n_events_retained
+        )
+
+
+class ServiceMetrics:
+    """The service's counters, histograms and gauges.
+
+    Args:
+        stats: callable returning the store's current sizes (exported as gauges at scrape time).
+        model_version: exported as the `version` label of `foundation_model_info`.
+    """
+
+    def __init__(self, stats: Callable[[], StoreStats], model_version: str | None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "foundation_http_requests", "HTTP requests by route, method and status",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "foundation_http_request_duration_seconds", "HTTP request latency by route",
+            ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.events = Counter(
+            "foundation_events", "Events received on /v1/events by result (applied, duplicate)",
+            ["result"], registry=self.registry,
+        )
+        self.cache = Counter(
+            "foundation_scorer_cache", "Hidden-state cache lookups by result (hit, miss)",
+            ["result"], registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "foundation_model_info", "The loaded model (1 = loaded)", ["version"], registry=self.registry
+        )
+        self.model_info.labels(version=model_version or "none").set(1 if model_version else 0)
+        self.registry.register(_StateCollector(stats))
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        self.latency.labels(route=route, method=method).observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

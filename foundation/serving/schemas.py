@@ -1,0 +1,283 @@
+"""Request validation: raw JSON events -> canonical `EventRecord`s, with 4xx errors naming field and reason.
+
+A request event uses the **raw** column names of the data schema (`conf/data/<name>.yaml`), exactly like
+a row of the raw files: e.g. `{"event_id": 1, "ts": "2024-05-01T12:00:00", "card_id": 7, "amount": 12.5, ...}`.
+Conversion and value checks are the batch path's own (`foundation.data.events.convert_events` via
+`foundation.data.validate.validate`), so an event the service accepts is exactly an event the training
+pipeline accepts, converted to the same canonical values.
+
+Checks in order, each reported with the event's index in the batch, the raw column, the config key and
+the reason:
+1. shape: a JSON object (one event) or array of objects; at most `max_batch_events` events (413);
+2. `missing`: a schema column absent from the event (labels are optional; when scoring without commit,
+   so are the outcome fields and the event id);
+3. `wrong_type`: a value that is not a JSON string/number/null (booleans, objects, arrays), or NaN /
+   Infinity in a column that is not numeric;
+4. the validator's row checks: unconvertible values (`wrong_type.<field>`, `unparsable_timestamp`),
+   null keys, NaN (`nan_value.<field>`), nulls where `allow_null: false`, values outside [min, max].
+Repeated event ids inside one batch are not an error: later copies are duplicates (acknowledged, not
+applied), exactly as if they had been sent again later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from foundation.data.schema import DataSchema, DataValidationError
+from foundation.data.validate import validate
+from foundation.serving.state import EventRecord
+
+MAX_PROBLEMS = 50  # problems listed in one error response
+ATTEMPT_ID = "__attempt__"  # event id of a scored attempt sent without one; never stored
+EPOCH = datetime(1970, 1, 1)
+
+
+class RequestError(Exception):
+    """An HTTP error with a JSON body: status, message and a list of problems
+    (`{"index", "field", "key", "reason", "problem"}`)."""
+
+    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = list(problems or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "message": self.message}
+        if self.problems:
+            out["problems"] = self.problems[:MAX_PROBLEMS]
+            if len(self.problems) > MAX_PROBLEMS:
+                out["problems_omitted"] = len(self.problems) - MAX_PROBLEMS
+        return out
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A charge attempt to score.
+
+    Args:
+        record: the canonical event (event_id is ATTEMPT_ID when the request had none).
+        has_event_id: whether the request named its event id (it then breaks ties at equal event_time).
+    """
+
+    record: EventRecord
+    has_event_id: bool = True
+
+
+def _problem(index: int | None, column: str | None, key: str | None, reason: str, problem: str) -> dict[str, Any]:
+    return {"index": index, "field": column, "key": key, "reason": reason, "problem": problem}
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+@dataclass
+class EventParser:
+    """Validates raw JSON events against a `DataSchema`.
+
+    Args:
+        schema: the dataset schema training used (raw column names, field types, value rules).
+    """
+
+    schema: DataSchema
+    _kinds: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = self.schema
+        # Raw column -> the kind of value it holds: decides which JSON values are acceptable.
+        kinds = {self.event_id_column: "id", s.timestamp.column: "timestamp"}
+        kinds.update({e.column: "id" for e in s.entities.values()})
+        kinds.update({f.column: f.type for f in s.fields.values()})
+        kinds.update({lb.column: "label" for lb in s.labels.values()})
+        self._kinds = kinds
+
+    @property
+    def event_id_column(self) -> str:
+        """Raw column of the event id; "event_id" when the schema has none (the service needs one)."""
+        return self.schema.event_id or "event_id"
+
+    @property
+    def entity_types(self) -> list[str]:
+        return list(self.schema.entities)
+
+    def check_entity_type(self, entity_type: str) -> None:
+        if entity_type not in self.schema.entities:
+            raise RequestError(404, f"unknown entity type {entity_type!r}; the schema declares "
+                                    f"{', '.join(self.schema.entities)}",
+                               [_problem(None, "entity_type", "entities", "unknown_entity_type",
+                                         f"{entity_type!r} is not an entity of dataset {self.schema.name!r}")])
+
+    # ------------------------------------------------------------------ public parsing
+
+    def parse_batch(self, payload: Any, max_events: int) -> list[EventRecord]:
+        """Validate POST /v1/events: one event (object) or a batch (array of objects).
+
+        Returns:
+            one EventRecord per input event, in input order (later copies of a repeated id included: the
+            store acknowledges them as duplicates).
+        Raises:
+            RequestError: 413 (batch too large) or 422 naming every problem.
+        """
+        rows = self._rows(payload)
+        if len(rows) > max_events:
+            raise RequestError(413, f"batch has {len(rows)} events; the limit is {max_events} "
+                                    "(server.max_batch_events); split the batch")
+        return self._parse(rows)
+
+    def parse_attempt(self, payload: Any, commit: bool) -> Attempt:
+        """Validate POST /v1/score: one charge attempt. Without commit its outcome fields and event id may
+        be absent (they are not known before authorisation and are never features of the attempt)."""
+        if not isinstance(payload, dict):
+            raise RequestError(422, f"a score request is one event (a JSON object), got {_json_type(payload)}",
+                               [_problem(None, None, None, "wrong_type", "expected a JSON object")])
+        if commit:
+            return Attempt(self._parse([payload])[0], True)
+        row = dict(payload)
+        has_id = row.get(self.event_id_column) is not None
+        if not has_id:
+            row[self.event_id_column] = ATTEMPT_ID
+        # Unknown outcome fields get a placeholder that passes the value checks, and are nulled again
+        # after validation: the model sees outcome fields of the attempt as padding anyway (section 8).
+        outcome = [f for f in self.schema.fields.values() if f.outcome]
+        absent = [f for f in outcome if row.get(f.column) is None]
+        for f in absent:
+            row[f.column] = self._placeholder(f, row.get(self.schema.timestamp.column))
+        record = self._parse([row])[0]
+        for f in absent:
+            record.payload[f.name] = None
+        return Attempt(record, has_id)
+
+    @staticmethod
+    def _placeholder(spec: Any, event_time: Any) -> Any:
+        if spec.type == "numeric":
+            return spec.min if spec.min is not None else (spec.max if spec.max is not None else 0.0)
+        if spec.type == "timestamp":
+            return event_time
+        return ""
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _rows(payload: Any) -> list[dict[str, Any]]:
+        if isinstance(payload, dict):
+            return [payload]
+        if not isinstance(payload, list):
+            raise RequestError(422, f"expected a JSON object (one event) or array (a batch), got "
+                                    f"{_json_type(payload)}",
+                               [_problem(None, None, None, "wrong_type", "expected an object or array")])
+        if not payload:
+            raise RequestError(422, "the batch is empty", [_problem(None, None, None, "empty", "no events")])
+        bad = [_problem(i, None, None, "wrong_type", f"an event must be a JSON object, got {_json_type(r)}")
+               for i, r in enumerate(payload) if not isinstance(r, dict)]
+        if bad:
+            raise RequestError(422, f"{len(bad)} batch item(s) are not JSON objects", bad)
+        return payload
+
+    def _parse(self, rows: list[dict[str, Any]]) -> list[EventRecord]:
+        keys = self.schema.column_keys
+        labels = {lb.column for lb in self.schema.labels.values()}
+        problems: list[dict[str, Any]] = []
+        columns: dict[str, list[str | None]] = {c: [None] * len(rows) for c in self._kinds}
+        for i, row in enumerate(rows):
+            for column, kind in self._kinds.items():
+                if column not in row:
+                    if column not in labels:
+                        problems.append(_problem(i, column, keys.get(column, "event_id"), "missing",
+                                                 "required column is missing from the event"))
+                    continue
+                text, problem = self._as_text(row[column], kind)
+                if problem is not None:
+                    problems.append(_problem(i, column, keys.get(column, "event_id"), "wrong_type", problem))
+                columns[column][i] = text
+        if problems:
+            raise RequestError(422, f"{len(problems)} problem(s) in {len(rows)} event(s)", problems)
+
+        # In-batch repeats are validated once (the validator would reject them as duplicate rows).
+        ids = columns[self.event_id_column]
+        first: dict[str | None, int] = {}
+        for i, value in enumerate(ids):
+            first.setdefault(value, i)
+        if ids.count(None):
+            i = ids.index(None)
+            raise RequestError(422, "event id is null", [_problem(i, self.event_id_column, "event_id", "null_event_id",
+                                                                   "event id is null or empty")])
+        unique = sorted(first.values())
+        raw = pa.table({c: pa.array([v[i] for i in unique], pa.string()) for c, v in columns.items()})
+        records = self._records(self._validate(raw, unique), raw)
+        if len(unique) == len(ids):
+            return records
+        position = {i: k for k, i in enumerate(unique)}
+        return [records[position[first[v]]] for v in ids]
+
+    @staticmethod
+    def _as_text(value: Any, kind: str) -> tuple[str | None, str | None]:
+        """A JSON value as the string the converter parses (as if read from CSV), or a problem."""
+        if value is None:
+            return None, None
+        if isinstance(value, str):
+            return value, None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, f"expected a string or number, got {_json_type(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            if kind in ("numeric", "label"):
+                return repr(value), None  # NaN/inf: the validator decides (allow_nan; labels read NaN as null)
+            return None, f"{value!r} is not a valid {kind} value"
+        if isinstance(value, float) and value.is_integer() and kind in ("id", "categorical", "text"):
+            return str(int(value)), None  # as convert_events writes integral float ids
+        return repr(value) if isinstance(value, float) else str(value), None
+
+    def _validate(self, raw: pa.Table, positions: list[int]) -> pa.Table:
+        """The validator's conversion and row checks; problems point at the event's index in the request."""
+        try:
+            return validate(raw, self.schema, on_error="raise").table
+        except DataValidationError as err:
+            if not err.problems:  # a whole-column failure (no row to point at)
+                raise RequestError(422, str(err).splitlines()[0]) from None
+            problems = [
+                _problem(positions[p.example_row], p.column, p.key, p.reason,
+                         p.problem if p.count == 1 else f"{p.problem} ({p.count} events, first shown)")
+                for p in err.problems
+            ]
+            raise RequestError(422, f"{len(problems)} problem(s) in {raw.num_rows} event(s)", problems) from None
+
+    def _records(self, table: pa.Table, raw: pa.Table) -> list[EventRecord]:
+        """Canonical rows -> EventRecords; timestamps become epoch-ms ints so payloads are JSON."""
+        if self.schema.event_id is None:  # the converter numbered the rows; the service needs the client's id
+            table = table.set_column(0, "event_id", raw[self.event_id_column])
+        for i, f in enumerate(table.schema):
+            if pa.types.is_timestamp(f.type):
+                table = table.set_column(i, f.name, pc.cast(table[f.name], pa.int64()))
+        id_columns = [(e.type, e.id_column) for e in self.schema.entities.values()]
+        return [
+            EventRecord(row["event_id"], row["event_time"],
+                        tuple((etype, row[col]) for etype, col in id_columns if row[col] is not None), row)
+            for row in table.to_pylist()
+        ]
+
+    @staticmethod
+    def format_time(ms: int) -> str:
+        """Epoch ms -> ISO-8601 UTC (naive, millisecond precision), the format responses use."""
+        return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+
+
+def parse_as_of(value: str | None) -> int | None:
+    """`?as_of=` (ISO-8601; naive = UTC) -> epoch ms, or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise RequestError(422, f"as_of {value!r} is not an ISO-8601 date/time",
+                           [_problem(None, "as_of", None, "unparsable_timestamp", "expected e.g. 2024-05-01T12:00:00")]
+                           ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return (moment - EPOCH) // timedelta(milliseconds=1)

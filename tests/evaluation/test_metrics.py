@@ -1,0 +1,128 @@
+"""Metrics: exact agreement with scikit-learn, edge cases, bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from foundation.evaluation import metrics
+from foundation.evaluation.metrics import (
+    bootstrap_metrics,
+    evaluate_scores,
+    pr_auc,
+    pr_curve,
+    recall_at_fpr,
+    roc_auc,
+    roc_curve,
+)
+
+
+def _sample(seed: int, n: int = 500, rate: float = 0.1, decimals: int | None = None):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(int)
+    y[:2] = [0, 1]
+    s = rng.random(n) + 0.8 * y
+    return y, (np.round(s, decimals) if decimals is not None else s)
+
+
+@pytest.mark.parametrize(("seed", "n", "rate", "decimals"),
+                         [(0, 500, 0.1, None), (1, 300, 0.5, 1), (2, 1000, 0.02, None), (3, 50, 0.9, 2)])
+def test_point_estimates_equal_sklearn_exactly(seed, n, rate, decimals):
+    y, s = _sample(seed, n, rate, decimals)
+    assert roc_auc(y, s) == roc_auc_score(y, s)
+    assert pr_auc(y, s) == average_precision_score(y, s)
+    fpr, tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
+    for target in (0.0, 0.01, 0.1, 0.5):
+        assert recall_at_fpr(y, s, target) == tpr[fpr <= target].max()
+    ours_fpr, ours_tpr, _ = roc_curve(y, s)
+    np.testing.assert_array_equal(ours_fpr, fpr)
+    np.testing.assert_array_equal(ours_tpr, tpr)
+
+
+def test_recall_at_fpr_does_not_interpolate_across_ties():
+    # 10 negatives; the score 0.5 ties one positive with two negatives
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    s = np.array([.9, .8, .7, .5, .5, .5, .4, .3, .2, .2, .1, .1, .05, .01])
+    assert recall_at_fpr(y, s, fpr=0.1) == 0.5  # flagging >= 0.7: 2 of 4 positives, FPR 1/10
+    assert recall_at_fpr(y, s, fpr=0.2) == 0.5  # >= 0.5 would be FPR 3/10: not allowed, no partial tie
+    assert recall_at_fpr(y, s, fpr=0.3) == 0.75
+    assert recall_at_fpr(y, s, fpr=0.0) == 0.5
+    assert recall_at_fpr(y, s, fpr=1.0) == 1.0
+
+
+def test_curves_are_monotone_and_end_at_full_recall():
+    y, s = _sample(4)
+    recall, precision, thresholds = pr_curve(y, s)
+    assert np.all(np.diff(recall) >= 0) and recall[-1] == 1.0
+    assert precision[-1] == pytest.approx(y.mean())
+    assert np.all(np.diff(thresholds) < 0)
+
+
+@pytest.mark.parametrize(
+    ("y", "s", "message"),
+    [
+        ([0, 0, 0], [0.1, 0.2, 0.3], "only class 0"),
+        ([1, 1], [0.1, 0.2], "only class 1"),
+        ([], [], "no examples"),
+        ([0, 1, 1], [0.1, np.nan, 0.3], "NaN"),
+        ([0.2, 0.7, 0.9], [0, 1, 1], "did you swap labels and scores"),
+        ([0, 1], [0.1, 0.2, 0.3], "differ in length"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(y, s, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate_scores(np.array(y), np.array(s, dtype=float), n_bootstrap=10)
+
+
+def test_cells_reproduce_the_point_estimates():
+    # one resample drawing every example exactly once must give the point estimates
+    for seed, decimals in ((5, None), (6, 1)):
+        y, s = _sample(seed, 400, 0.3, decimals)
+        cells = metrics._SortedScores.build(y.astype(np.int8), s).cells()
+        values = metrics._cell_metrics(*(c[None, :] for c in cells), 0.05)
+        assert values["roc_auc"][0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert values["pr_auc"][0] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert values["recall_at_fpr"][0] == pytest.approx(recall_at_fpr(y, s, 0.05), abs=1e-12)
+
+
+def test_bootstrap_matches_a_naive_stratified_bootstrap():
+    y, s = _sample(7, 400, 0.15)
+    ours = bootstrap_metrics(y, s, n_resamples=1000, seed=0)
+    rng = np.random.default_rng(123)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    naive = {"roc_auc": [], "pr_auc": []}
+    for _ in range(200):  # the slow reference: one sklearn call per resample
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        naive["roc_auc"].append(roc_auc_score(y[idx], s[idx]))
+        naive["pr_auc"].append(average_precision_score(y[idx], s[idx]))
+    for name, values in naive.items():
+        assert np.std(ours[name]) == pytest.approx(np.std(values), rel=0.2)
+        assert np.mean(ours[name]) == pytest.approx(np.mean(values), abs=0.01)
+
+
+def test_evaluate_scores_is_seeded_and_brackets_the_estimate():
+    y, s = _sample(8, 600, 0.1)
+    result = evaluate_scores(y, s, n_bootstrap=200, seed=1)
+    assert set(result) == {"roc_auc", "pr_auc", "recall_at_1pct_fpr", "n", "n_positive"}
+    assert result == evaluate_scores(y, s, n_bootstrap=200, seed=1)
+    assert result != evaluate_scores(y, s, n_bootstrap=200, seed=2)
+    for key in ("roc_auc", "pr_auc", "recall_at_1pct_fpr"):
+        metric = result[key]
+        assert 0.0 <= metric["ci_low"] <= metric["value"] <= metric["ci_high"] <= 1.0
+        assert metric["ci_low"] < metric["ci_high"]
+    assert result["roc_auc"]["value"] == roc_auc_score(y, s)
+    assert (result["n"], result["n_positive"]) == (600, int(y.sum()))
+    fixed = evaluate_scores(y, s, n_bootstrap=0, fpr=0.05)
+    assert fixed["recall_at_5pct_fpr"]["ci_low"] == fixed["recall_at_5pct_fpr"]["value"]
+
+
+@pytest.mark.parametrize("sizes", [np.array([5000.0, 3000.0, 0.0, 2000.0]), np.r_[np.ones(300), 0, 2, 5]])
+def test_cell_draws_are_multinomial(sizes):
+    # few large cells take the binomial-per-cell path, many small ones the draw-and-count path
+    draws = metrics._draw_cells(np.random.default_rng(0), sizes, 4000)
+    n, p = sizes.sum(), sizes / sizes.sum()
+    assert np.all(draws.sum(axis=1) == n) and np.all(draws[:, sizes == 0] == 0)
+    np.testing.assert_allclose(draws.mean(axis=0), sizes, atol=4 * np.sqrt(n * p * (1 - p) / 4000).max() + 1e-9)
+    np.testing.assert_allclose(draws.var(axis=0), n * p * (1 - p), rtol=0.15, atol=1e-9)

@@ -1,0 +1,21 @@
+"""Shared overfitting loop: a real objective on one small fixed batch must drive its loss down."""
+
+import torch
+
+from foundation.model import FoundationForPretraining
+from tests.model.batches import tiny_config
+
+
+def overfit(objective: str, batch: dict, encoder_type: str = "transformer", steps: int = 60) -> tuple[float, float]:
+    """Train a tiny FoundationForPretraining with only `objective` on `batch`; returns (first, last) loss."""
+    torch.manual_seed(0)
+    model = FoundationForPretraining(tiny_config(objectives={objective: 1.0}, encoder_type=encoder_type))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        loss = model(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses[0], losses[-1]
