@@ -88,12 +88,15 @@ def build_sequence_store(schema: DataSchema, root: Path, events: pa.Table | None
     if events is None:
         events, _ = load_events(schema)
     test_end = schema.splits.period("test").end
-    for period in todo:
-        out = root / "sequences" / period
-        if period == "pretrain":
-            build_sequences(events, schema, out, period="pretrain")
-        else:
-            build_sequences(events, schema, out, until=test_end)
+    pretrain_dir = root / "sequences" / "pretrain"
+    if not _complete(pretrain_dir):
+        build_sequences(events, schema, pretrain_dir, period="pretrain")
+    # The aggregate columns (which event types are counted) are chosen on the pretraining period, so
+    # nothing about later periods shapes the features.
+    pinned = {t: s.count_values for t, s in SequenceManifest.read(pretrain_dir).entity_types.items()
+              if s.count_values}
+    if not _complete(root / "sequences" / "all"):
+        build_sequences(events, schema, root / "sequences" / "all", until=test_end, count_values=pinned or None)
 
 
 def sequence_files(seq_dir: Path, entity_type: str) -> list[Path]:

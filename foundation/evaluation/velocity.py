@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm.auto import tqdm
 
 from foundation.evaluation.splits import (
     _get,
@@ -295,7 +296,7 @@ def velocity_features(
     columns: dict[str, np.ndarray] = {}
     entities = [e for e in dict.fromkeys((*config.entities, *config.decline_entities, *config.dispute_entities))
                 if f"{e}_id" in events.column_names]
-    for entity in entities:
+    for entity in tqdm(entities, desc="velocity features", disable=n < 100_000):
         ids = events.column(f"{entity}_id")
         if disputes is not None and entity in config.dispute_entities:
             ids = _dispute_entity_ids(events, entity, disputes, config.dispute_ref_field)
@@ -312,8 +313,9 @@ def velocity_features(
                 start = line.window_start(_ms(window))
                 features[f"{entity}_declines_{window}"] = prefix[position] - prefix[start]
         if disputes is not None and entity in config.dispute_entities:
-            n_disputes = _prefix(disputes[line.order])[position] - _prefix(disputes[line.order])[line.group_start]
-            n_charges = _prefix(charges[line.order])[position] - _prefix(charges[line.order])[line.group_start]
+            dispute_prefix, charge_prefix = _prefix(disputes[line.order]), _prefix(charges[line.order])
+            n_disputes = dispute_prefix[position] - dispute_prefix[line.group_start]  # all history before e
+            n_charges = charge_prefix[position] - charge_prefix[line.group_start]
             features[f"{entity}_disputes_so_far"] = n_disputes
             with np.errstate(divide="ignore", invalid="ignore"):
                 features[f"{entity}_dispute_rate"] = np.where(n_charges > 0, n_disputes / n_charges, np.nan)

@@ -53,3 +53,26 @@ class HFExport(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._export(trainer, pl_module)
+
+
+class ParameterDigest(pl.Callback):
+    """At fit end each process writes `<dirpath>/params-rank<r>.txt`: a SHA-256 of its parameters and the
+    number of batches it trained on, so replicas can be checked to agree (DDP) and runs compared (resume)."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batches += 1
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(pl_module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        out = self.dirpath / f"params-rank{trainer.global_rank}.txt"
+        out.write_text(f"{digest.hexdigest()} {self.batches}\n")

@@ -92,12 +92,19 @@ class FoundationModel(FoundationPreTrainedModel):
         config: `FoundationConfig`.
 
     Example:
+        >>> import torch
         >>> from foundation.model import FoundationConfig, FoundationModel
-        >>> config = FoundationConfig(fields=fields, entity_types=["customer"], hidden_size=32,
-        ...                           num_layers=2, num_heads=2, intermediate_size=64)  # doctest: +SKIP
-        >>> outputs = FoundationModel(config)(batch)  # doctest: +SKIP
-        >>> outputs.last_hidden_state.shape, outputs.entity_embedding.shape  # doctest: +SKIP
-        (torch.Size([B, T, 32]), torch.Size([B, 32]))
+        >>> fields = [{"name": "mcc", "kind": "categorical", "vocab_size": 12},
+        ...           {"name": "time", "kind": "time", "num_bins": 10}]
+        >>> config = FoundationConfig(fields=fields, entity_types=["customer"], hidden_size=8, num_heads=2)
+        >>> batch = {"mcc": torch.tensor([[2, 5, 0]]), "time_gap_bin": torch.tensor([[1, 3, 0]]),
+        ...          "time_gap": torch.tensor([[0.0, 4.2, 0.0]]), "hour": torch.tensor([[9, 10, 0]]),
+        ...          "dow": torch.tensor([[1, 1, 0]]), "entity_type": torch.tensor([0]),
+        ...          "event_time": torch.tensor([[1_704_100_000_000, 1_704_100_066_000, 0]]),
+        ...          "attention_mask": torch.tensor([[True, True, False]]), "lengths": torch.tensor([2])}
+        >>> outputs = FoundationModel(config)(batch)
+        >>> outputs.last_hidden_state.shape, outputs.entity_embedding.shape
+        (torch.Size([1, 3, 8]), torch.Size([1, 8]))
     """
 
     # A pretraining checkpoint also holds the objective heads; the bare model does not need them.

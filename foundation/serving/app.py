@@ -169,6 +169,12 @@ def create_app(
         logger.warning("state store unavailable: %s", err)
         return error_response(RequestError(503, f"state store unavailable ({type(err).__name__}); retry"))
 
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, err: Exception) -> JSONResponse:
+        # A bug, not bad input (bad input is a RequestError): log it whole, answer without internals.
+        logger.exception("unhandled error: %s", err)
+        return error_response(RequestError(500, f"internal error ({type(err).__name__}); see the service log"))
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, err: RequestValidationError) -> JSONResponse:
         problems = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None, "reason": e.get("msg")}

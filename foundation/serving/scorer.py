@@ -139,6 +139,15 @@ class Scorer:
         missing = [e for h in self.heads for e in h.entities if e not in schema.entities]
         if missing:
             raise ValueError(f"heads read entity types {missing} that the data schema does not declare")
+        hidden = int(model.config.hidden_size)
+        for head in self.heads:
+            expected = len(head.entities) * hidden + hidden + len(head.entities)
+            found = getattr(head.model, "n_features", None)
+            if found is not None and int(found) != expected:
+                raise ValueError(
+                    f"head {head.name} expects {found} features; serving builds {expected} = "
+                    f"[h_{', h_'.join(head.entities)}, event_vector, has_history flags] "
+                    f"(foundation.serving.features.task_features, H={hidden})")
 
     @property
     def max_events(self) -> int:

@@ -49,7 +49,9 @@ def test_missing_entity_index_is_a_clear_error():
         objective(FoundationModelOutput(entity_embedding=torch.randn(2, 8)), {"lengths": torch.tensor([1, 1])})
 
 
-@pytest.mark.parametrize("encoder_type", ["transformer", "gru"])
+@pytest.mark.parametrize(
+    "encoder_type", ["transformer", pytest.param("gru", marks=pytest.mark.slow)]  # the GRU repeats the check
+)
 def test_contrastive_loss_overfits_a_fixed_batch(encoder_type):
     # Views share no entity-level preference (signal 0): only overlapping events tie them together.
     batch = make_batch(batch_size=16, seq_len=12, views_per_entity=2, signal=0.0, seed=1)

@@ -39,7 +39,9 @@ def test_only_masked_events_are_scored():
     assert result["mask_rate"].item() == pytest.approx(mask.sum().item() / 13)
 
 
-@pytest.mark.parametrize("encoder_type", ["transformer", "gru"])
+@pytest.mark.parametrize(
+    "encoder_type", ["transformer", pytest.param("gru", marks=pytest.mark.slow)]  # the GRU repeats the check
+)
 def test_masked_loss_overfits_a_fixed_batch(encoder_type):
     # The masks are drawn afresh at every step, as in training.
     first, last = overfit("masked", make_batch(batch_size=8, seq_len=16), encoder_type, steps=100)

@@ -1,0 +1,110 @@
+"""Pretraining throughput: events/s, model FLOP utilisation against the measured matmul peak, and the share
+of a step spent outside the model (batch selection + collation)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from foundation.data.collate import EventCollator
+from foundation.model import FoundationForPretraining, build_config
+
+
+def matmul_peak_flops(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """Measured dense matmul throughput of this machine (FLOP/s) with the current torch thread count."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    elapsed = time.perf_counter() - start
+    return 2 * size**3 * repeats / elapsed
+
+
+def step_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
+    """FLOPs of one forward + backward pass, counted by torch's FlopCounterMode (matmuls and attention)."""
+    with FlopCounterMode(display=False) as counter:
+        model(batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def bench_training(
+    encoded: pa.Table,
+    field_specs: Sequence[dict],
+    entity_types: Sequence[str],
+    preset: str,
+    encoder_type: str = "transformer",
+    batch_size: int = 32,
+    max_len: int = 128,
+    steps: int = 10,
+    warmup: int = 2,
+    peak_flops: float | None = None,
+    objectives: dict[str, float] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Train `steps` AdamW steps of a preset on batches drawn from `encoded`; time data and model separately.
+
+    Args:
+        encoded: encoded sequences of one entity type (architecture.md section 4).
+        preset: model size preset ("small", "base", ...); encoder_type: "transformer" | "gru".
+        peak_flops: the machine's matmul peak (FLOP/s); measured when None.
+    Returns:
+        dict with events_per_s (real events / wall time incl. data), model_flops_per_s, mfu, data_share
+        (fraction of a step spent selecting + collating), params, step_ms.
+    """
+    torch.manual_seed(seed)
+    objectives = objectives or {"next_event": 1.0}
+    config = build_config(preset, list(field_specs), list(entity_types), encoder_type=encoder_type,
+                          max_position=max_len, objectives=objectives)
+    model = FoundationForPretraining(config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    collate = EventCollator(field_specs, max_len=max_len, window="random", seed=seed)
+    rng = np.random.default_rng(seed)
+    peak = peak_flops or matmul_peak_flops()
+
+    def draw() -> dict[str, torch.Tensor]:
+        idx = np.sort(rng.choice(encoded.num_rows, size=min(batch_size, encoded.num_rows), replace=False))
+        return collate(encoded.take(pa.array(idx)))
+
+    probe = draw()
+    # FLOPs scale with padded positions (B*T); count once, then scale per step (the counter itself is slow).
+    flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
+    data_s = model_s = flops = 0.0
+    events = 0
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = draw()
+        t1 = time.perf_counter()
+        loss = model(batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t2 = time.perf_counter()
+        if step >= warmup:
+            data_s += t1 - t0
+            model_s += t2 - t1
+            events += int(batch["attention_mask"].sum())
+            flops += flops_per_position * batch["attention_mask"].numel()
+    total = data_s + model_s
+    return {
+        "preset": preset,
+        "encoder": encoder_type,
+        "params": sum(p.numel() for p in model.foundation.parameters()),
+        "batch_size": batch_size,
+        "max_len": max_len,
+        "events_per_s": round(events / total, 1),
+        "step_ms": round(1000 * total / steps, 1),
+        "model_flops_per_s": flops / model_s,
+        "peak_flops_per_s": peak,
+        "mfu": round(flops / model_s / peak, 4),
+        "data_share": round(data_s / total, 4),
+    }
