@@ -77,6 +77,7 @@ def pretrain(cfg: DictConfig) -> Path:
         model_config=model_config.to_dict(),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        seed=int(cfg.seed),
     )
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for logger in loggers:

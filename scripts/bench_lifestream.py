@@ -44,7 +44,8 @@ def main() -> None:
     if args.schema:
         from foundation.data.schema import DataSchema
 
-        schema = DataSchema.from_yaml(args.schema)
+        # Only fields and labels are read; the source path the YAML interpolates is never opened.
+        schema = DataSchema.from_yaml(args.schema, root={"paths": {"root_dir": ".", "data_dir": "data"}})
     options = dict(item.split("=", 1) for item in args.extra)
     results = run_lifestream_benchmark(
         args.seq_dir, args.hidden, args.steps, args.out, encoders=_names(args.encoders), schema=schema,

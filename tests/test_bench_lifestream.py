@@ -7,6 +7,9 @@ and are skipped, saying so, when it is missing.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -128,6 +131,29 @@ def test_schema_columns_and_command_line(tmp_path):
     assert "--no-pit" in cmd and "--pit-from" not in cmd and cmd[cmd.index("--split-count") + 1] == "5"
 
 
+def test_synthetic_schema_gives_features_without_labels_or_text():
+    from foundation.data.schema import DataSchema
+
+    schema = DataSchema.from_yaml(Path(__file__).resolve().parents[1] / "conf" / "data" / "synthetic.yaml",
+                                  root={"paths": {"root_dir": ".", "data_dir": "data"}})
+    cols = columns_from_schema(schema)
+    text = [n for n, f in schema.fields.items() if f.type == "text"]
+    assert text and not set(text) & set(cols["categorical"] + cols["numeric"])
+    assert set(cols["labels"]) == set(schema.labels) and not set(cols["labels"]) & set(cols["numeric"])
+    assert "amount" in cols["numeric"] and "mcc" in cols["categorical"]
+
+
+@pytest.mark.slow
+def test_failed_run_reports_the_cause(tmp_path):
+    # Our own interpreter has no ptls: run_coles.py fails at import (after torch: a few seconds), and the
+    # error carries the end of its log.
+    seq_dir = _small_fixture(tmp_path / "seq")
+    with pytest.raises(RuntimeError, match="(?s)exit 1.*No module named 'ptls'"):
+        run_lifestream_benchmark(seq_dir, hidden=8, steps=2, out_dir=tmp_path / "out", encoders=["rnn"],
+                                 python=sys.executable, labels=[], timeout=120)
+    assert (tmp_path / "out" / "rnn" / "run.log").exists()
+
+
 # --- slow: ptls CoLES in the isolated environment -----------------------------------------------------------
 
 TINY = dict(batch_size=8, max_len=16, warmup=1, min_len=4, layers=2, heads=2, emb_dim=4, embed_chunk_events=97,
@@ -203,3 +229,4 @@ def test_point_in_time_embeddings_never_see_the_event_or_later_ones(trained):
         np.testing.assert_allclose(after[position <= cut], before[position <= cut], atol=1e-5)
         # ...and the ones after it do see the change (so the comparison above can fail).
         assert np.abs(after[position > cut] - before[position > cut]).max() > 1e-3
+

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,17 +85,30 @@ def run_coles_command(python: Path, encoder: str, seq_dir: str | os.PathLike, hi
 
 
 def _run(cmd: list[str], log_path: Path, timeout: float | None) -> None:
-    """Run a command, copying its stderr to ours (progress) and to `log_path`; a failure names the log."""
+    """Run a command, copying its output to our stderr (progress) and to `log_path`; a failure names the log.
+
+    Raises:
+        subprocess.TimeoutExpired: after `timeout` seconds (the child is killed).
+        RuntimeError: non-zero exit, with the end of the log.
+    """
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        try:
+
+        def copy() -> None:
             for line in proc.stdout:
                 log.write(line)
                 sys.stderr.write(line)
+
+        reader = threading.Thread(target=copy, daemon=True)
+        reader.start()
+        try:
             proc.wait(timeout=timeout)
         except BaseException:
             proc.kill()
+            proc.wait()
             raise
+        finally:
+            reader.join()
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"pytorch-lifestream run failed (exit {proc.returncode}); log {log_path}:\n{tail}")

@@ -175,11 +175,14 @@ def _length_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
     """Indices of the non-empty items sorted by length, cut into batches with (batch size x longest) <= budget."""
     order = np.argsort(lengths, kind="stable")
     order = order[lengths[order] > 0]
+    sorted_lengths = lengths[order]
     batches, i = [], 0
-    while i < len(order):
-        n = 1  # ascending order: the batch's longest item is its last one
-        while i + n < len(order) and (n + 1) * lengths[order[i + n]] <= token_budget:
-            n += 1
+    while i < len(order):  # one iteration per batch, not per item
+        cap = max(1, token_budget // int(sorted_lengths[i]))
+        # Ascending lengths: n items starting at i cost n * length of the n-th; the largest n that fits.
+        window = sorted_lengths[i:i + cap]
+        cost = np.arange(1, len(window) + 1) * window
+        n = max(1, int(np.searchsorted(cost, token_budget, side="right")))
         batches.append(order[i:i + n])
         i += n
     return batches

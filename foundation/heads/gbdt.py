@@ -19,12 +19,13 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 31,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.8,
@@ -92,8 +93,8 @@ class GBDTHead:
     def __init__(
         self,
         params: Mapping[str, Any] | None = None,
-        num_boost_round: int = 2000,
-        early_stopping_rounds: int = 100,
+        num_boost_round: int = 1000,
+        early_stopping_rounds: int = 50,
     ):
         self.params = {**DEFAULT_PARAMS, **dict(params or {})}
         self.num_boost_round = int(num_boost_round)
@@ -112,7 +113,7 @@ class GBDTHead:
         unknown = sorted(set(cfg) - {"params", "num_boost_round", "early_stopping_rounds"})
         if unknown:
             raise ValueError(f"gbdt config: unknown keys {unknown}")
-        return cls(cfg.get("params"), cfg.get("num_boost_round", 2000), cfg.get("early_stopping_rounds", 100))
+        return cls(cfg.get("params"), cfg.get("num_boost_round", 1000), cfg.get("early_stopping_rounds", 50))
 
     @property
     def n_features(self) -> int:
@@ -165,17 +166,19 @@ class GBDTHead:
                                 free_raw_data=True)
         val_set = lgb.Dataset(X_val, y_val, reference=train_set)
         evals: dict[str, Any] = {}
-        self.booster = lgb.train(
-            params,
-            train_set,
-            num_boost_round=self.num_boost_round,
-            valid_sets=[val_set],
-            valid_names=["validation"],
-            callbacks=[
-                lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False),
-                lgb.record_evaluation(evals),
-            ],
-        )
+        with tqdm(total=self.num_boost_round, desc="gbdt trees", disable=len(X_train) < 50_000) as bar:
+            self.booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.num_boost_round,
+                valid_sets=[val_set],
+                valid_names=["validation"],
+                callbacks=[
+                    lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False),
+                    lgb.record_evaluation(evals),
+                    lambda env: bar.update(1),
+                ],
+            )
         self.feature_names = names
         self.categorical_features = categorical
         val_scores = self.predict_proba(X_val)
@@ -252,7 +255,7 @@ class GBDTHead:
         head = json.loads((directory / "head.json").read_text())
         if head.get("head") != HEAD_TYPE:
             raise ValueError(f"{directory}/head.json is a {head.get('head')!r} head, not {HEAD_TYPE!r}")
-        model = cls(head.get("params"), head.get("num_boost_round", 2000), head.get("early_stopping_rounds", 100))
+        model = cls(head.get("params"), head.get("num_boost_round", 1000), head.get("early_stopping_rounds", 50))
         model.booster = lgb.Booster(model_file=str(directory / "model.txt"))
         model.threshold = head.get("threshold")
         model.feature_names = head.get("feature_names")

@@ -20,9 +20,12 @@ class PretrainingModule(pl.LightningModule):
             checkpoint alone rebuilds the model; no pickled modules).
         optimizer: {"lr", "weight_decay", "betas"}.
         scheduler: {"warmup_ratio"}.
+        seed: base of the per-epoch torch seed (dropout, masking).
     """
 
-    def __init__(self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any]):
+    def __init__(
+        self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], seed: int = 0
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.model = FoundationForPretraining(FoundationConfig.from_dict(model_config))
@@ -41,6 +44,12 @@ class PretrainingModule(pl.LightningModule):
         for name, value in out.losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
         return out.loss
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # Checkpoints do not carry the torch RNG, and Lightning draws from it at different moments in a
+        # resumed run; seeding every step from (seed, global step) makes dropout and masking identical
+        # whether a run was interrupted and resumed or not.
+        torch.manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_step)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

@@ -12,8 +12,8 @@ from foundation.model.modeling import (
     FoundationForPretraining,
     FoundationModel,
     FoundationModelOutput,
-    FoundationPretrainingOutput,
     FoundationPreTrainedModel,
+    FoundationPretrainingOutput,
 )
 from foundation.model.presets import PRESETS, base, build_config, large, small, tiny
 

@@ -77,11 +77,11 @@ class FoundationConfig(PreTrainedConfig):
     index_position: bool = False
     event_combine: Literal["sum", "concat"] = "concat"
     text_pooling: Literal["mean"] = "mean"
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
+    layer_norm_eps: float | int = 1e-5
+    initializer_range: float | int = 0.02
     objectives: dict[str, float | int] | None = None
-    mask_probability: float = 0.15
-    contrastive_temperature: float = 0.1
+    mask_probability: float | int = 0.15
+    contrastive_temperature: float | int = 0.1
     contrastive_dim: int = 128
 
     def __post_init__(self, **kwargs):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from foundation.model.configuration import FoundationConfig
@@ -144,9 +145,8 @@ class FoundationEventEmbedding(nn.Module):
         self.entity_type = nn.Embedding(len(config.entity_types), hidden)
         self.position = nn.Embedding(config.max_position, hidden) if config.uses_index_position else None
         # Concatenation keeps each field in its own slice of a wider vector; the projection mixes them.
-        self.combine = config.event_combine
-        n_content = max(len(self.content_specs), 1)
-        self.projection = nn.Linear(n_content * hidden, hidden) if self.combine == "concat" else None
+        concat = config.event_combine == "concat" and len(self.content_specs) > 0
+        self.projection = nn.Linear(len(self.content_specs) * hidden, hidden) if concat else None
         self.mask_embedding = nn.Parameter(torch.zeros(hidden))  # [MASK]; initialised by _init_weights
         self.layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
@@ -157,24 +157,25 @@ class FoundationEventEmbedding(nn.Module):
         Raises:
             KeyError: the batch carries none of the model's content fields, or a field only partly.
         """
-        present = [spec for spec in self.content_specs if spec.present_in(batch)]
-        if self.content_specs and not present:
+        present = [spec.present_in(batch) for spec in self.content_specs]
+        if self.content_specs and not any(present):
             expected = [key for spec in self.content_specs for key in spec.batch_keys]
             raise KeyError(f"the batch has none of the model's fields {expected}; batch keys: {sorted(batch)}")
         reference = batch["attention_mask"]
-        shape = (*reference.shape, self.mask_embedding.shape[0])
-        if self.combine == "sum":
-            total = torch.zeros(shape, dtype=self.mask_embedding.dtype, device=reference.device)
-            for spec in present:
-                total = total + self.fields[spec.name](batch)
-            return total  # (B, T, H)
-        # Absent fields fill their slice with zeros so the projection sees a fixed layout.
-        parts = [
-            self.fields[spec.name](batch) if spec in present
-            else torch.zeros(shape, dtype=self.mask_embedding.dtype, device=reference.device)
-            for spec in self.content_specs
-        ]
-        return self.projection(torch.cat(parts, dim=-1))  # (B, T, n_fields*H) -> (B, T, H)
+        hidden = self.mask_embedding.shape[0]
+        total = torch.zeros((*reference.shape, hidden), dtype=self.mask_embedding.dtype, device=reference.device)
+        for index, (spec, is_present) in enumerate(zip(self.content_specs, present)):
+            if not is_present:
+                continue
+            part = self.fields[spec.name](batch)  # (B, T, H)
+            if self.projection is not None:
+                # Concat-then-project computed one field's column block at a time: the same result without
+                # the (B,T,n_fields*H) tensor, and absent fields (zeros in the concatenation) cost nothing.
+                part = F.linear(part, self.projection.weight[:, index * hidden:(index + 1) * hidden])
+            total = total + part
+        if self.projection is not None:
+            total = total + self.projection.bias
+        return total  # (B, T, H)
 
     def forward(
         self, batch: Mapping[str, torch.Tensor], mask_positions: torch.Tensor | None = None

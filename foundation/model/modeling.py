@@ -195,6 +195,11 @@ class FoundationForPretraining(FoundationPreTrainedModel):
             losses[name] = result.pop("loss")
             metrics.update({f"{name}/{key}": value for key, value in result.items()})
         loss = sum(float(self.config.objectives[name]) * value for name, value in losses.items())
+        # Some parameters take no part in a given step: fields absent from this entity type's batch (their
+        # embedding and heads), the [MASK] vector without the masked objective. DDP with
+        # find_unused_parameters=False then fails; a zero-weighted sum over all parameters gives every one
+        # a (zero) gradient at the cost of one reduction per tensor, and leaves the loss value unchanged.
+        loss = loss + 0.0 * sum(param.sum() for param in self.parameters() if param.requires_grad)
         return FoundationPretrainingOutput(
             loss=loss,
             losses=losses,

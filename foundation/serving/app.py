@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -48,12 +49,16 @@ class ServiceSettings:
         max_batch_events: most events in one POST /v1/events (413 above it).
         api_token: when set, /v1/* requires `Authorization: Bearer <token>`.
         warm_on_ingest: recompute the states of ingested entities in the background (see StateWarmer).
+        model_concurrency: scoring/embedding requests computed at once; the rest wait their turn. Most of
+            a score is Python holding the interpreter lock, so parallel scoring threads only add switching
+            (16 clients, 2 cores: 157 req/s with 1, 104 with 2, 63 with 4). Scale with processes instead.
     """
 
     max_body_bytes: int = 1_048_576
     max_batch_events: int = 1000
     api_token: str | None = None
     warm_on_ingest: bool = True
+    model_concurrency: int = 1
 
 
 def error_response(err: RequestError) -> JSONResponse:
@@ -139,11 +144,12 @@ def create_app(
     settings = settings or ServiceSettings()
     model_version = getattr(scorer, "model_version", None)
     metrics = ServiceMetrics(store.stats, model_version)
+    model_slots = CapacityLimiter(max(1, settings.model_concurrency))
     warmer = None
     if scorer is not None and settings.warm_on_ingest:
-        from foundation.serving.scorer import StateWarmer
+        from foundation.serving.engine import StateWarmer
 
-        warmer = StateWarmer(scorer, store)
+        warmer = StateWarmer(list(scorer.engines.values()), store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -239,7 +245,7 @@ def create_app(
                     warmer.submit(list(attempt.record.entities))
             return result
 
-        result = await run_in_threadpool(score)
+        result = await to_thread.run_sync(score, limiter=model_slots)
         return JSONResponse(result)
 
     @app.get("/v1/entities/{entity_type}/{entity_id}", dependencies=[Depends(authorize)])
@@ -261,7 +267,7 @@ def create_app(
         def embed() -> dict[str, Any]:
             return active.embedding(entity_type, entity_id, store, as_of=cutoff, on_cache=count_cache)
 
-        return JSONResponse(await run_in_threadpool(embed))
+        return JSONResponse(await to_thread.run_sync(embed, limiter=model_slots))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -315,7 +321,7 @@ def build_app(cfg: Any) -> FastAPI:
     store = build_state_store(state_cfg, max_events, buckets)
     token = os.environ.get(str(cfg.server.token_env)) or None
     settings = ServiceSettings(int(cfg.server.max_body_bytes), int(cfg.server.max_batch_events), token,
-                               bool(cfg.scorer.warm_on_ingest))
+                               bool(cfg.scorer.warm_on_ingest), int(cfg.scorer.concurrency))
     return create_app(EventParser(schema), store, scorer, settings)
 
 

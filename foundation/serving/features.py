@@ -70,6 +70,17 @@ def event_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, A
     return pa.table(columns)
 
 
+def canonical_rows(events: Sequence[Mapping[str, Any]], canonical: pa.Schema) -> pa.Table:
+    """Canonical rows (timestamps as epoch ms) -> a canonical event table (section 2), e.g. for the raw-field
+    features of GBDT heads."""
+    columns = {}
+    for f in canonical:
+        values = [e.get(f.name) for e in events]
+        columns[f.name] = (pa.array(values, pa.int64()).cast(f.type) if pa.types.is_timestamp(f.type)
+                           else pa.array(values, f.type, from_pandas=True))
+    return pa.table(columns, schema=canonical)
+
+
 def bucket_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, Any]],
                 spec: AggregateSpec) -> pa.Table:
     """A one-row aggregate sequence table (section 3): the entity's raw events -> one element per non-empty

@@ -3,7 +3,8 @@
     python -m foundation.serving.loadtest loadtest.requests=500     (Hydra, conf/serve.yaml)
 
 - Scoring: charge attempts built from the events file (outcome fields and event ids removed, so nothing is
-  committed), sent by 1 and by 16 concurrent clients; client-side p50 / p99 / mean latency and requests/s.
+  committed; time set to now, so they follow every ingested event: the live case), sent by 1 and by 16
+  concurrent clients; client-side p50 / p99 / mean latency and requests/s.
 - Ingestion: batches of events whose event and entity ids get a unique `loadtest-<run>-` prefix, so they
   form new entities and never touch the history of real ones (they do add rows to the state: point the
   service at a scratch state). Reports sustained events/s.
@@ -13,6 +14,7 @@ Loopback targets only (see `replay.check_loopback`); every phase is bounded in r
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +26,7 @@ import numpy as np
 
 from foundation.data.schema import DataSchema
 from foundation.serving.replay import auth_headers, check_loopback, raw_batches
+from foundation.serving.schemas import EventParser
 
 
 @dataclass
@@ -39,13 +42,20 @@ class LatencyReport:
     requests_per_second: float
 
 
-def attempts_from_file(schema: DataSchema, path: str | None, n: int) -> list[dict[str, Any]]:
-    """Up to n charge attempts (raw JSON) from the events file: outcome fields, labels and event id dropped."""
+def attempts_from_file(schema: DataSchema, path: str | None, n: int, at_ms: int | None = None) -> list[dict[str, Any]]:
+    """Up to n charge attempts (raw JSON) from the events file: outcome fields, labels and event id dropped,
+    and the time set to `at_ms` (default: now), after every ingested event: the live case, in which each
+    entity's state is the cached one after its last event."""
     drop = {f.column for f in schema.fields.values() if f.outcome} | {lb.column for lb in schema.labels.values()}
     drop.add(schema.event_id or "event_id")
+    ts = schema.timestamp
+    at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    stamp: Any = EventParser.format_time(at_ms)
+    if ts.unit is not None:  # a numeric epoch in the schema's unit
+        stamp = at_ms * {"s": 1e-3, "ms": 1, "us": 1_000, "ns": 1_000_000}[ts.unit]
     out: list[dict[str, Any]] = []
     for rows in raw_batches(schema, path, batch_size=min(n, 1000), limit=n):
-        out.extend({k: v for k, v in row.items() if k not in drop} for row in rows)
+        out.extend({**{k: v for k, v in row.items() if k not in drop}, ts.column: stamp} for row in rows)
     if not out:
         raise ValueError("the events file has no rows to build score requests from")
     return out
@@ -121,6 +131,7 @@ def measure_ingest(url: str, schema: DataSchema, path: str | None, n_events: int
 
 def run_loadtest(cfg: Any) -> dict[str, Any]:
     """The full load test from the `loadtest` section of conf/serve.yaml; prints and returns the report."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     lt = cfg.loadtest
     schema = DataSchema.from_config(cfg.data)
     url = str(lt.url)

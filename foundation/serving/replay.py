@@ -12,6 +12,7 @@ events are placed in order, see foundation.serving.state.base).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 import socket
@@ -163,11 +164,14 @@ def replay(
     if rate <= 0 or batch_size < 1 or max_events < 1 or max_seconds <= 0:
         raise ValueError("rate, batch_size, max_events and max_seconds must be positive")
     stats = ReplayStats()
+    total = max_events
+    if path is None and schema.source.format == "parquet":
+        total = min(max_events, open_dataset(schema.source).count_rows())  # parquet footers: free
     start = time.monotonic()
     deadline = start + max_seconds
     next_send = start  # earliest time the next batch may go out (token bucket of one batch)
     with httpx.Client(base_url=base, headers=auth_headers(token), timeout=30.0) as client, \
-            tqdm(total=max_events, unit="ev", desc="replay", disable=not progress) as bar:
+            tqdm(total=total, unit="ev", desc="replay", disable=not progress) as bar:
         for rows in raw_batches(schema, path, batch_size, sort, max_events):
             now = time.monotonic()
             if max(now, next_send) >= deadline:
@@ -206,6 +210,7 @@ def replay(
 
 def replay_from_config(cfg: Any) -> ReplayStats:
     """scripts/replay.py: the `replay` section of conf/serve.yaml; prints a one-line summary."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     r = cfg.replay
     stats = replay(str(r.url), DataSchema.from_config(cfg.data), path=r.get("path"), rate=float(r.rate),
                    batch_size=int(r.batch_size), max_events=int(r.max_events), max_seconds=float(r.max_seconds),

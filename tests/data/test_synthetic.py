@@ -284,7 +284,8 @@ def test_compromised_merchant_customers_see_fraud_later(tmp_path_factory):
     assert after.is_fraud.mean() > 0.01
     assert before.is_fraud.sum() == 0 and unexposed.is_fraud.sum() == 0
     delay = (a[a.is_fraud == 1].groupby("card_id").t.min() - exposed_at.groupby(a.card_id).first()) / DAY
-    assert delay.dropna().between(3, 40).all()
+    # delay_days_min..max after the visit, then moved to a local daytime hour of that day.
+    assert delay.dropna().between(3, 41).all() and delay.median() > 5
 
 
 def test_out_of_funds_declines_come_in_runs_late_in_the_pay_cycle(medium):
@@ -333,7 +334,7 @@ def test_issuer_declines_rise_with_amount_cross_border_and_velocity(medium):
     by_amount = declined[domestic_usd].groupby(pd.qcut(risk.amount[domestic_usd], 5, labels=False)).mean()
     assert by_amount.is_monotonic_increasing and by_amount.iloc[-1] > 2.5 * by_amount.iloc[0]
     cross = risk.merchant_country != risk.card_country
-    assert declined[cross].mean() > 2 * declined[~cross].mean()
+    assert declined[cross].mean() > 1.5 * declined[~cross].mean()
     assert declined[risk.velocity_1h >= 2].mean() > 1.5 * declined[risk.velocity_1h == 0].mean()
     assert declined[risk.velocity_1d >= 3].mean() > 1.2 * declined[risk.velocity_1d == 0].mean()
     by_issuer = declined.groupby(risk.issuer_id).mean()

@@ -108,6 +108,17 @@ def test_fields_absent_from_the_batch_contribute_nothing(event_combine):
     assert (model(with_agg).last_hidden_state - model(without_agg).last_hidden_state).abs().max() > 1e-4
 
 
+def test_concat_combine_equals_concatenating_fields_then_projecting():
+    embeddings = _model(event_combine="concat").embeddings
+    batch = make_batch(batch_size=2, seq_len=5)  # agg_amount_sum absent: a zero block in the concatenation
+    parts = [
+        module(batch) if name != "agg_amount_sum" else torch.zeros(2, 5, 32)
+        for name, module in embeddings.fields.items()
+    ]
+    expected = embeddings.projection(torch.cat(parts, dim=-1))
+    torch.testing.assert_close(embeddings.content(batch), expected)
+
+
 def test_batch_without_any_model_field_or_with_half_a_field_is_a_clear_error():
     model = _model()
     batch = make_batch(batch_size=2, seq_len=6)
@@ -193,6 +204,17 @@ def test_pretraining_loss_is_the_weighted_sum_and_every_parameter_learns():
     out.loss.backward()
     no_grad = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert no_grad == []
+
+
+def test_every_parameter_gets_a_gradient_even_when_unused_so_ddp_needs_no_unused_search():
+    torch.manual_seed(0)
+    model = FoundationForPretraining(tiny_config(objectives={"next_event": 1.0}))
+    out = model(make_batch(batch_size=2, seq_len=6))  # no agg_amount_sum, no masked pass
+    out.loss.backward()
+    assert model.foundation.embeddings.mask_embedding.grad is not None
+    assert (model.foundation.embeddings.mask_embedding.grad == 0).all()
+    assert all(p.grad is not None for p in model.parameters())
+    torch.testing.assert_close(out.loss, out.losses["next_event"])
 
 
 def test_unknown_or_missing_objectives_are_clear_errors():

@@ -55,5 +55,5 @@ def test_missing_entity_index_is_a_clear_error():
 def test_contrastive_loss_overfits_a_fixed_batch(encoder_type):
     # Views share no entity-level preference (signal 0): only overlapping events tie them together.
     batch = make_batch(batch_size=16, seq_len=12, views_per_entity=2, signal=0.0, seed=1)
-    first, last = overfit("contrastive", batch, encoder_type)
+    first, last = overfit("contrastive", batch, encoder_type, steps=30)
     assert first > 1.0 and last < 0.5 * first, (first, last)

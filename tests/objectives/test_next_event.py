@@ -52,5 +52,5 @@ def test_no_pairs_gives_a_finite_zero_loss():
     "encoder_type", ["transformer", pytest.param("gru", marks=pytest.mark.slow)]  # the GRU repeats the check
 )
 def test_next_event_loss_overfits_a_fixed_batch(encoder_type):
-    first, last = overfit("next_event", make_batch(batch_size=8, seq_len=16), encoder_type)
+    first, last = overfit("next_event", make_batch(batch_size=8, seq_len=16), encoder_type, steps=50)
     assert last < 0.5 * first, (first, last)

@@ -169,3 +169,20 @@ def test_unknown_entity_has_an_empty_history(world):
     scorer, store, _, _ = world
     state = scorer.entity_states([("merchant", "never-seen")], store, 1_800_000_000_000, "x")[0]
     assert not state.has_history and state.index == -1 and not state.hidden.any()
+
+
+def test_window_starting_before_the_retained_tail_is_refused(world, tmp_path):
+    """A cut-off whose window starts at the entity's first event, which has been evicted: 409, not a
+    window over the wrong events."""
+    scorer, _, _, raw = world
+    customer = raw["card_id"][0].as_py()
+    rows = [i for i, c in enumerate(raw["card_id"].to_pylist()) if c == customer][: scorer.max_events + 3]
+    store = ingest(scorer.schema, raw.take(rows), tmp_path / "short.sqlite", scorer.max_events)
+    times = raw["ts"].cast(pa.int64()).to_pylist()
+    ids = [str(i) for i in raw["event_id"].to_pylist()]
+    # Events 0..2 are evicted; the state before event 5 needs the window [0, 4]: not reproducible.
+    with pytest.raises(RequestError) as err:
+        scorer.entity_states([("customer", str(customer))], store, times[rows[5]], ids[rows[5]])
+    assert err.value.status == 409
+    state = scorer.entity_states([("customer", str(customer))], store)[0]  # the newest state still works
+    assert state.index == len(rows) - 1

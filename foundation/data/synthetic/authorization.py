@@ -1,8 +1,8 @@
 """Pattern 4 and 5: how issuers decide on attempts, and customers running out of funds.
 
 Each issuer has its own strictness and sensitivities (`IssuerParams`): the "do not honour" (05) logit
-rises with the amount, with cross-border use, with risky MCCs and with the card's velocity (attempts in
-the last hour and day); a hard per-issuer limit of attempts per hour gives 65; a fraud model (59) sees the
+rises with the amount, with cross-border use (half as much in person as online), with risky MCCs and
+with the card's velocity (attempts in the last hour and day); a hard per-issuer limit of attempts per hour gives 65; a fraud model (59) sees the
 same risk plus a hidden skill on truly fraudulent attempts. Spending depletes a budget that refills on the
 customer's paydays (`FundsParams`); once the budget of a pay period is spent, attempts larger than what is
 left are declined 51 until the next payday; savings carry over a few paydays. Reasons are checked in `catalog.DECLINE_CODES` order.
@@ -70,21 +70,22 @@ def authorize(config: SyntheticConfig, world: World, cb: CustomerBlock, att: Att
     cat = world.merchant_cat[att.merchant]
     vel_hour = velocity(att.customer, att.time, HOUR_MS)
     vel_day = velocity(att.customer, att.time, DAY_MS)
-    cross = (world.merchant_country[att.merchant] != cb.country[att.customer]).astype(np.float64)
+    ecommerce = att.channel == ECOMMERCE
+    # Abroad in person (chip and PIN, a travelling cardholder) is half as suspicious as abroad online.
+    cross = (world.merchant_country[att.merchant] != cb.country[att.customer]) * np.where(ecommerce, 1.0, 0.5)
     risky = world.cat_risky[cat].astype(np.float64)
     log_amount = np.log(att.amount / 50.0)
     busy = np.log1p(vel_hour) + 0.5 * np.log1p(vel_day)
     logit_05 = (world.issuer_strictness[issuer] + world.issuer_amount_coef[issuer] * log_amount
                 + world.issuer_cross_border_coef[issuer] * cross + p.risky_mcc_coef * risky
-                + p.ecommerce_coef * (att.channel == ECOMMERCE) + world.issuer_velocity_coef[issuer] * busy)
+                + p.ecommerce_coef * ecommerce + world.issuer_velocity_coef[issuer] * busy)
     risk = np.maximum(log_amount, 0.0) + cross + risky + np.log1p(vel_hour)
     logit_59 = p.fraud_base_logit + p.fraud_risk_coef * risk + world.issuer_fraud_skill[issuer] * att.fraud
 
     u = rng.random((6, n))
     testing = att.source == CARD_TESTING
     # Testers guess CVV/expiry; genuine customers occasionally mistype the CVV online.
-    invalid = np.where(testing, u[1] < config.card_testing.invalid_rate,
-                       (att.channel == ECOMMERCE) & (u[1] < config.customers.wrong_cvv_rate))
+    invalid = np.where(testing, u[1] < config.card_testing.invalid_rate, ecommerce & (u[1] < config.customers.wrong_cvv_rate))
     invalid_code = np.where(testing & (u[2] >= 0.6), np.where(u[2] < 0.85, CODE_EXPIRED, CODE_INVALID_CARD), CODE_CVV)
     code = np.full(n, APPROVED, dtype=np.int64)
     for fired, reason in (

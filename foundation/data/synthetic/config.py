@@ -151,7 +151,7 @@ class IssuerParams:
     strictness_sd: float = 0.5  # spread of strictness between issuers
     amount_coef_min: float = 0.25  # logit per unit of log(amount_usd / 50)
     amount_coef_max: float = 0.6
-    cross_border_coef_min: float = 0.8  # logit when merchant country != card country
+    cross_border_coef_min: float = 0.8  # logit when merchant country != card country (online; half in person)
     cross_border_coef_max: float = 1.8
     velocity_coef_min: float = 0.4  # logit per log1p(attempts in the last hour) (+ half for the last day)
     velocity_coef_max: float = 1.0

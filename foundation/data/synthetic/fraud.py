@@ -31,7 +31,7 @@ from foundation.data.synthetic.customers import (
     block_rng,
     sample_rows,
 )
-from foundation.data.synthetic.world import ANY_COUNTRY, DAY_MS, HOUR_MS, World
+from foundation.data.synthetic.world import ANY_COUNTRY, DAY_MS, HOUR_MS, HOUR_TABLE_SIZE, World
 
 MINUTE_MS = 60_000
 
@@ -47,6 +47,19 @@ def _foreign_countries(world: World, rng: np.random.Generator, home: np.ndarray)
     weights[np.arange(len(home)), home] = 0.0
     cum = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
     return sample_rows(cum, np.arange(len(home)), rng.random(len(home)))
+
+
+def _local_daytime(world: World, rng: np.random.Generator, time: np.ndarray, merchant: np.ndarray) -> np.ndarray:
+    """Keep each attempt's day but draw its hour from the category's profile in the merchant's local time.
+
+    Fraudsters shop when shops are open where they are: a card used abroad at 4 am is not given away by
+    its hour alone, only by where and how it differs from the card's history.
+    """
+    offset = world.country_offset_ms[world.merchant_country[merchant]]
+    day = (time + offset) // DAY_MS
+    slot = (rng.random(len(time)) * HOUR_TABLE_SIZE).astype(np.int64)
+    hour = world.cat_hour_table[world.merchant_cat[merchant], slot]
+    return day * DAY_MS + hour * HOUR_MS + (rng.random(len(time)) * HOUR_MS).astype(np.int64) - offset
 
 
 def card_testing(config: SyntheticConfig, world: World, cb: CustomerBlock) -> Attempts:
@@ -108,6 +121,7 @@ def takeover(config: SyntheticConfig, world: World, cb: CustomerBlock) -> Attemp
     merchant = world.pick_merchant(rng.random(n), cat, online, country)
     amount = np.exp(world.merchant_mu[merchant] + cb.log_spend[customer] + np.log(p.amount_multiplier)
                     + 0.5 * rng.standard_normal(n))
+    time = np.clip(_local_daytime(world, rng, time, merchant), t0[episode], t1[episode] - 1)
     return Attempts.build(customer, time, merchant, amount, np.where(online == 1, ECOMMERCE, CARD_PRESENT),
                           TAKEOVER)
 
@@ -140,6 +154,7 @@ def compromise(config: SyntheticConfig, world: World, cb: CustomerBlock, legit: 
     country = np.where(cloned, abroad, ANY_COUNTRY)
     merchant = world.pick_merchant(rng.random(n), cat, (~cloned).astype(np.int64), country)
     amount = np.exp(np.log(p.amount_median) + 0.7 * rng.standard_normal(n))
+    time = np.maximum(_local_daytime(world, rng, time, merchant), np.repeat(start, k))
     keep = time < cb.end[customer]
     channel = np.where(cloned, CARD_PRESENT, ECOMMERCE)
     return Attempts.build(customer[keep], time[keep], merchant[keep], amount[keep], channel[keep], COMPROMISE)

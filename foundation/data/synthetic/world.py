@@ -132,7 +132,7 @@ def build_world(config: SyntheticConfig) -> World:
         currency_decimals=np.array([0 if cur == "JPY" else 2 for cur in currencies]),
         country_offset_ms=np.array([c.utc_offset * HOUR_MS for c in COUNTRIES]).astype(np.int64),
         travel_p=np.array([c.travel_weight for c in COUNTRIES]),
-        fraud_country_p=np.array([c.fraud_weight for c in COUNTRIES]),
+        fraud_country_p=np.array([c.merchant_share * c.fraud_weight for c in COUNTRIES]),
         cat_weight=np.array([c.weight for c in cat]),
         cat_sigma=np.array([c.sigma for c in cat]),
         cat_online=np.array([c.online_share for c in cat]),

@@ -1,0 +1,224 @@
+"""Validation on Spark: the same checks, reasons, counts and quarantine files as `foundation.data.validate`.
+
+Every row gets at most one reason, the first problem it has in the pyarrow backend's priority order (the
+order comes from `foundation.data.validate._row_checks`, so both backends share one list): conversion
+failures, null times, null or empty ids and keys, NaN/inf, nulls where forbidden, values outside
+[min, max], then repeated event ids (the first occurrence, by input row, among rows without another problem
+is kept). The checks are one CASE expression plus one window over the event id; the counts and one example
+row per reason are the only things collected to the driver.
+
+Quarantined rows go to `<quarantine_dir>/<reason>.parquet` (raw columns with their input Arrow types plus
+`_source_row`, in input order) and `_summary.json`, exactly as the pyarrow backend writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from foundation.data.schema import DataSchema, DataValidationError, SchemaError
+from foundation.data.spark.conversion import Converted, convert_columns, to_timestamp_ms
+from foundation.data.spark.source import ROW, col
+from foundation.data.spark.writer import publish, staging_dir, write_keyed_files
+from foundation.data.validate import SUMMARY_FILE, Problem, _input_column, _row_checks, format_problems
+
+logger = logging.getLogger(__name__)
+REASON = "__reason"
+QUARANTINE_ROW_GROUP = 128 * 1024
+QUARANTINE_ROWS_PER_TASK = 1_000_000  # quarantines are usually small: one task writes several reason files
+
+
+@dataclass
+class SparkValidationResult:
+    """Output of `validate` on Spark.
+
+    Attributes:
+        frame: the clean rows as a canonical DataFrame (architecture.md section 2 column names and order;
+            event_time and timestamp fields as Spark timestamps, UTC), persisted; call `unpersist()` when done.
+        quarantine_counts: reason -> rows quarantined, in priority order (empty when all rows are clean).
+        quarantine_paths: reason -> the parquet file of those rows.
+        n_input_rows: rows read; == clean rows + sum(quarantine_counts.values()).
+        n_clean_rows: rows in `frame`.
+        problems: one `Problem` per reason (count, first input row and that row's raw values).
+    """
+
+    frame: DataFrame
+    quarantine_counts: dict[str, int] = field(default_factory=dict)
+    quarantine_paths: dict[str, Path] = field(default_factory=dict)
+    n_input_rows: int = 0
+    n_clean_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantine_counts.values())
+
+    def unpersist(self) -> None:
+        """Release the cached clean rows."""
+        self.frame.unpersist()
+
+
+def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | None = None,
+             on_error: str | None = None, raw_arrow: pa.Schema | None = None) -> SparkValidationResult:
+    """Convert and check raw events on Spark; raise on bad rows or quarantine them, per the schema's policy.
+
+    Args:
+        raw: raw events from `foundation.data.spark.read_events` (raw columns plus `_source_row`).
+        schema: the dataset schema.
+        quarantine_dir: overrides `schema.validation.quarantine_dir`.
+        on_error: "raise" | "quarantine"; overrides `schema.validation.on_error`.
+        raw_arrow: Arrow types of the raw columns (`source.raw_arrow_schema`): quarantine files keep them,
+            nanosecond timestamps are recognised. None = the types Spark reads.
+    Returns:
+        SparkValidationResult with the clean canonical rows (persisted) and the quarantine counts and files.
+    Raises:
+        DataValidationError: missing columns or inconvertible column types (always), bad rows (on_error=raise).
+        ValueError: `raw` has no `_source_row` column.
+    """
+    on_error = on_error or schema.validation.on_error
+    if on_error not in ("raise", "quarantine"):
+        raise SchemaError(f"validation.on_error: {on_error!r} is not one of raise, quarantine")
+    if ROW not in raw.columns:
+        raise ValueError(f"raw events: no '{ROW}' column (the input row number); read them with "
+                         f"foundation.data.spark.read_events")
+    raw_columns = [c for c in schema.raw_columns if c in raw.columns]
+    converted = convert_columns(raw, schema, col(ROW), raw_arrow)
+    values = {c.name: f"__v{i}" for i, c in enumerate(converted)}
+    flags = {c.reason: f"__f{i}" for i, c in enumerate(converted) if c.failed is not None}
+    staged = raw.select(*[col(c) for c in raw_columns], ROW,
+                        *[c.value.alias(values[c.name]) for c in converted],
+                        *[c.failed.alias(flags[c.reason]) for c in converted if c.failed is not None])
+    reasons = _reasons(schema, converted, values, flags)
+    reason = F.coalesce(*[F.when(cond, F.lit(r)) for r, cond, _ in reasons]) if reasons else F.lit(None)
+    tagged = staged.withColumn(REASON, reason.cast("string"))
+    order = [r for r, _, _ in reasons]
+    described = {r: d for r, _, d in reasons}
+    if schema.event_id is not None:
+        # Among rows with no other problem, an id seen at an earlier input row is a duplicate.
+        eligible = F.col(REASON).isNull()
+        first = F.min(F.when(eligible, F.col(ROW))).over(Window.partitionBy(values["event_id"]))
+        tagged = tagged.withColumn(REASON, F.when(eligible & (F.col(ROW) > first), F.lit("duplicate_event_id"))
+                                   .otherwise(F.col(REASON)))
+        order.append("duplicate_event_id")
+        described["duplicate_event_id"] = (schema.event_id, "event_id",
+                                           "event id already seen in an earlier row (the first occurrence is kept)")
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = {r[REASON]: (r["n"], r["first"]) for r in
+                 tagged.groupBy(REASON).agg(F.count(F.lit(1)).alias("n"), F.min(ROW).alias("first")).collect()}
+        n = sum(count for count, _ in stats.values())
+        found = [r for r in order if r in stats]
+        examples = _examples(tagged, raw_columns, [stats[r][1] for r in found])
+        problems = [Problem(r, *described[r][:2], described[r][2], stats[r][0], stats[r][1], examples[stats[r][1]])
+                    for r in found]
+        if problems and on_error == "raise":
+            raise DataValidationError(format_problems(problems, schema, n), problems)
+        paths: dict[str, Path] = {}
+        if problems:
+            qdir = quarantine_dir or schema.validation.quarantine_dir
+            if not qdir:
+                raise SchemaError("validation.quarantine_dir: required when on_error is 'quarantine'")
+            paths = _write_quarantine(tagged, raw_columns, problems, Path(qdir), schema, n, raw_arrow)
+            summary = ", ".join(f"{p.reason}={p.count}" for p in problems)
+            logger.warning("dataset '%s': quarantined %d of %d rows (%s) -> %s", schema.name,
+                           sum(p.count for p in problems), n, summary, qdir)
+        clean = tagged.filter(F.col(REASON).isNull()).select(*[
+            (to_timestamp_ms(F.col(values[c.name])) if _is_time(schema, c.name) else F.col(values[c.name]))
+            .alias(c.name) for c in converted])
+        clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
+        n_clean = clean.count()  # materialise the clean rows before the tagged ones are released
+    finally:
+        tagged.unpersist()
+    return SparkValidationResult(frame=clean, quarantine_counts={p.reason: p.count for p in problems},
+                                 quarantine_paths=paths, n_input_rows=n, n_clean_rows=n_clean, problems=problems)
+
+
+def _is_time(schema: DataSchema, name: str) -> bool:
+    return name == "event_time" or (name in schema.fields and schema.fields[name].type == "timestamp")
+
+
+def _reasons(schema: DataSchema, converted: list[Converted], values: dict[str, str], flags: dict[str, str]
+             ) -> list[tuple[str, Column, tuple[str, str, str]]]:
+    """(reason, condition, (column, key, problem)) in the pyarrow backend's priority order."""
+    by_reason = {c.reason: c for c in converted if c.failed is not None}
+    by_name = {c.name: c for c in converted}
+    out = []
+    for reason, name, key, problem in _row_checks(schema):
+        if reason in by_reason:
+            issue = by_reason.pop(reason)
+            out.append((reason, F.col(flags[reason]), (issue.column, issue.key, issue.problem)))
+        elif problem is not None:
+            out.append((reason, _check(reason, F.col(values[name]), by_name[name], schema),
+                        (_input_column(schema, name, True), key, problem)))
+    for reason, issue in by_reason.items():  # none expected: every conversion reason has its place above
+        out.append((reason, F.col(flags[reason]), (issue.column, issue.key, issue.problem)))
+    return out
+
+
+def _check(reason: str, v: Column, converted: Converted, schema: DataSchema) -> Column:
+    """The failing-row condition of one check (null = passes), as `foundation.data.validate._check`."""
+    kind, _, name = reason.partition(".")
+    if kind in ("null_timestamp", "null_value"):
+        return v.isNull()
+    if kind in ("null_event_id", "null_entity_key"):
+        # Only string input can hold an empty key (ids of other types never print as "").
+        return v.isNull() | (F.length(v) == 0) if converted.string_source else v.isNull()
+    spec = schema.fields[name]
+    if kind == "nan_value":
+        return F.isnan(v) | (F.abs(v) == float("inf"))
+    if kind in ("negative_value", "below_min"):
+        return v < F.lit(spec.min)
+    if kind == "above_max":
+        return (v > F.lit(spec.max)) & ~F.isnan(v)  # Spark orders NaN above every number; Arrow does not
+    raise ValueError(f"unknown check {reason}")
+
+
+def _examples(tagged: DataFrame, raw_columns: list[str], rows: list[int]) -> dict[int, dict]:
+    """Raw values of a few input rows, by row number (one per reason: a handful of rows)."""
+    if not rows:
+        return {}
+    picked = tagged.filter(F.col(ROW).isin(rows)).select(*[col(c) for c in raw_columns], ROW).collect()
+    return {r[ROW]: {c: r[c] for c in raw_columns} for r in picked}
+
+
+def _write_quarantine(tagged: DataFrame, raw_columns: list[str], problems: list[Problem], qdir: Path,
+                      schema: DataSchema, n: int, raw_arrow: pa.Schema | None) -> dict[str, Path]:
+    """Each reason's rows -> `<qdir>/<reason>.parquet`, plus `_summary.json`; stale files of a previous run
+    (listed in its summary, not rewritten now) are removed, nothing else in the folder is touched."""
+    qdir.mkdir(parents=True, exist_ok=True)
+    summary_path = qdir / SUMMARY_FILE
+    previous = json.loads(summary_path.read_text()).get("files", {}) if summary_path.exists() else {}
+    bad = tagged.filter(F.col(REASON).isNotNull()).select(*[col(c) for c in raw_columns], ROW, REASON)
+    if raw_arrow is None:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        raw_arrow = to_arrow_schema(bad.select(*[col(c) for c in raw_columns]).schema)
+    target = pa.schema([raw_arrow.field(c) for c in raw_columns] + [pa.field(ROW, pa.int64())])
+    staging = staging_dir(qdir)
+    try:
+        n_bad = sum(p.count for p in problems)
+        written = write_keyed_files(bad, REASON, len(problems), [ROW], staging, "{key}.parquet", target,
+                                    row_group_size=QUARANTINE_ROW_GROUP,
+                                    partitions=min(len(problems), 1 + n_bad // QUARANTINE_ROWS_PER_TASK))
+        publish(staging, qdir, [w.file for w in written])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    paths = {p.reason: qdir / f"{p.reason}.parquet" for p in problems}
+    for reason, name in previous.items():
+        stale = qdir / Path(name).name
+        if reason not in paths and stale.exists():
+            stale.unlink()
+    summary = {"dataset": schema.name, "source": schema.source.path, "input_rows": n,
+               "quarantined_rows": int(sum(p.count for p in problems)),
+               "counts": {p.reason: p.count for p in problems},
+               "files": {reason: path.name for reason, path in paths.items()}}
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return paths

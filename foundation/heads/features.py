@@ -1,0 +1,207 @@
+"""Task feature matrices of examples (docs/architecture.md section 8), from point-in-time entity states.
+
+For a charge attempt e at time t: `[h_1(t), ..., h_k(t), event_vector(e), has_history_1, ..., has_history_k]`,
+the states of the task's entities (fraud: customer, merchant; authorization: customer, issuer) as of just
+before e and e's own event vector without its outcome fields. The layout is the online scorer's
+(`foundation.serving.features.task_features`, called here on whole matrices), so a head trained on these
+features scores the same vectors online. GBDT heads add e's raw fields (`raw_field_features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from foundation.embeddings.pointintime import AsOfStates, PointInTimeStates
+from foundation.serving.features import task_features
+
+EVENT_ENTITY = "customer"  # the attempt's event vector is taken in its customer sequence, as the scorer does
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Column layout of the section-8 task features.
+
+    Attributes:
+        entities: entity types whose states come first, in order.
+        hidden_size: H.
+    """
+
+    entities: tuple[str, ...]
+    hidden_size: int
+
+    @property
+    def n_features(self) -> int:
+        k, h = len(self.entities), self.hidden_size
+        return k * h + h + k
+
+    def names(self) -> list[str]:
+        h = self.hidden_size
+        names = [f"h_{e}_{i}" for e in self.entities for i in range(h)]
+        return names + [f"event_{i}" for i in range(h)] + [f"has_history_{e}" for e in self.entities]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "section8", "entities": list(self.entities), "hidden_size": self.hidden_size,
+                "n_features": self.n_features,
+                "order": "[h_<entity> for entities] + [event_vector] + [has_history_<entity> for entities]"}
+
+
+def task_feature_matrix(hidden: Sequence[np.ndarray], has_history: Sequence[np.ndarray],
+                        event_vector: np.ndarray) -> np.ndarray:
+    """Rows of `foundation.serving.features.task_features` for N examples at once.
+
+    The scorer's function concatenates per-entity vectors along their first axis; given feature-major
+    (H, N) arrays it builds every example's column in one call, so the layout is its own by construction.
+
+    Args:
+        hidden: per task entity, (N, H) states.
+        has_history: per task entity, (N,) bools.
+        event_vector: (N, H).
+    Returns:
+        (N, k * H + H + k) float32.
+    """
+    n = len(event_vector)
+    for h in hidden:
+        if np.shape(h) != np.shape(event_vector):
+            raise ValueError(f"entity states {np.shape(h)} and event vectors {np.shape(event_vector)} differ")
+    flags = [np.asarray(f, dtype=bool).reshape(n) for f in has_history]
+    columns = task_features([np.asarray(h, np.float32).T for h in hidden], flags,
+                            np.asarray(event_vector, np.float32).T)  # (D, N)
+    return np.ascontiguousarray(columns.T)
+
+
+@dataclass
+class ExampleStates:
+    """Point-in-time states of a set of example events, for every entity type any task reads.
+
+    Attributes:
+        keys: (N rows) event_id, event_time, <entity>_id of the examples (example_keys), in order.
+        states: entity type -> AsOfStates (hidden, has_history, index in the entity's sequence).
+        event_vectors: (N, H) outcome-free event vectors.
+    """
+
+    keys: pa.Table
+    states: dict[str, AsOfStates]
+    event_vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return self.keys.num_rows
+
+    @property
+    def event_ids(self) -> pa.Array:
+        return pc.cast(self.keys.column("event_id"), pa.string()).combine_chunks()
+
+    def take(self, index: np.ndarray) -> ExampleStates:
+        """The states of a subset of the examples (rows `index`)."""
+        index = np.asarray(index, dtype=np.int64)
+        states = {e: AsOfStates(s.hidden[index], s.has_history[index], s.index[index]) for e, s in self.states.items()}
+        return ExampleStates(self.keys.take(pa.array(index)), states, self.event_vectors[index])
+
+    def features(self, entities: Sequence[str]) -> np.ndarray:
+        """The (N, D) task features for a task reading `entities`."""
+        missing = [e for e in entities if e not in self.states]
+        if missing:
+            raise KeyError(f"no states for entity types {missing} (have {list(self.states)})")
+        return task_feature_matrix([self.states[e].hidden for e in entities],
+                                   [self.states[e].has_history for e in entities], self.event_vectors)
+
+    def positions(self, event_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Row of each given event id in these states (KeyError when one is absent)."""
+        wanted = pc.cast(event_ids, pa.string())
+        index = pc.index_in(wanted, value_set=self.event_ids)
+        if index.null_count:
+            raise KeyError(f"{index.null_count} examples have no computed states")
+        return index.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def example_keys(events: pa.Table, examples: pa.Table, entity_types: Sequence[str]) -> pa.Table:
+    """event_id, event_time and every `<entity>_id` of the examples (rows of the canonical table).
+
+    Args:
+        events: canonical event table.
+        examples: select_examples output (its `row` column indexes `events`).
+        entity_types: entity id columns to carry.
+    """
+    rows = examples.column("row")
+    columns = ["event_id", "event_time"] + [f"{e}_id" for e in entity_types]
+    absent = [c for c in columns if c not in events.column_names]
+    if absent:
+        raise ValueError(f"event table lacks columns {absent}")
+    return events.select(columns).take(rows)
+
+
+def example_states(states: PointInTimeStates, keys: pa.Table, entity_types: Sequence[str],
+                   event_entity: str = EVENT_ENTITY) -> ExampleStates:
+    """States of every listed entity type as of each example, and the examples' event vectors.
+
+    Args:
+        states: PointInTimeStates over the full-history sequences, with the model.
+        keys: example_keys output (event_id, event_time, <entity>_id ...).
+        entity_types: the entity types needed (union over tasks).
+        event_entity: the sequence the event vectors are taken from (the customer, as the scorer does).
+    Returns:
+        ExampleStates in the order of `keys`.
+    """
+    times = pc.cast(keys.column("event_time"), pa.timestamp("ms")).cast(pa.int64()).to_numpy()
+    event_ids = pc.cast(keys.column("event_id"), pa.string()).combine_chunks()
+    out: dict[str, AsOfStates] = {}
+    vectors = None
+    for entity in dict.fromkeys([event_entity, *entity_types]):
+        column = keys.column(f"{entity}_id")
+        if entity == event_entity and column.null_count:
+            raise ValueError(f"{column.null_count} examples have no {entity}_id: their event vector is taken in "
+                             f"the {entity} sequence")
+        found = states.as_of(entity, column, times, event_ids, with_event_vectors=entity == event_entity)
+        if entity == event_entity:
+            vectors = found.event_vectors
+            found.event_vectors = None
+        out[entity] = found
+    return ExampleStates(keys, out, vectors)
+
+
+@dataclass
+class RawFields:
+    """An event's own raw fields as GBDT features (from the velocity baseline's encoding).
+
+    Attributes:
+        values: (N, R) float32, NaN = missing; categorical fields as integer codes.
+        names: R names.
+        categorical: names of the code columns.
+        categories: field -> vocabulary (code i = categories[field][i]), fitted on events before train end.
+    """
+
+    values: np.ndarray
+    names: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]]
+
+    def layout(self) -> dict[str, Any]:
+        return {"names": self.names, "categorical": self.categorical, "categories": self.categories}
+
+
+def raw_field_features(events: pa.Table, schema: Any, velocity: Mapping[str, Any] | None = None,
+                       categories: Mapping[str, Sequence[str]] | None = None) -> RawFields:
+    """Each event's own non-outcome fields (amount, mcc, channel, countries, cross-border, hour, day of week).
+
+    The velocity baseline's raw-field block with no entity windows: outcome fields and labels are never
+    among them. Pass the `categories` a head was trained with to encode new events the same way.
+
+    Args:
+        events: canonical event table.
+        schema: the data schema.
+        velocity: the task's `velocity` block (raw_fields, country_fields, max_categories are read).
+        categories: vocabularies to reuse; None fits them on events before the train period's end.
+    Returns:
+        RawFields with one row per event of `events`.
+    """
+    from foundation.evaluation.velocity import VelocityConfig, velocity_features
+
+    settings = dict(velocity or {})
+    settings.update(entities=[], decline_entities=[], dispute_entities=[])
+    found = velocity_features(events, schema, VelocityConfig.from_config(settings), categories=categories)
+    return RawFields(found.values, found.names, found.categorical, found.categories)

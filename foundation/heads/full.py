@@ -1,0 +1,312 @@
+"""Full fine-tuning: the encoder and an MLP head trained end to end on a task's labels.
+
+Each example is seen exactly as the scorer sees it (docs/architecture.md section 8): per task entity, the
+window of that entity's sequence ending at its last event before the attempt, whose final hidden state is
+the entity's state; the attempt's own event vector with its outcome fields removed; the has-history flags;
+all concatenated in `task_features` order and fed to the head. Gradients reach the encoder through all of
+them. Training runs a bounded number of steps (CPU minutes), drawing `positive_share` of each batch from
+the positives (rare fraud labels would leave most batches without one); every `eval_every` steps the
+validation PR-AUC is measured and the best weights are kept.
+
+`baseline (b)` is the same class with a randomly initialised encoder of the same config (`pretrained=False`).
+
+On disk (section 8): `<dir>/head.safetensors` (the head MLP), `<dir>/encoder/` (the fine-tuned encoder in HF
+format with its tokenizer) and `<dir>/head.json`. `predict_proba(features)` takes features computed with
+*that* encoder (`FullHead.encoder`), not the pretrained one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from foundation.data.collate import ArrowRows, assemble, batch_columns
+from foundation.embeddings.pointintime import PointInTimeStates
+from foundation.embeddings.windows import window_start
+from foundation.evaluation.metrics import pr_auc
+from foundation.heads.features import EVENT_ENTITY, ExampleStates, FeatureLayout
+from foundation.heads.gbdt import _json_default, best_f1_threshold
+from foundation.heads.mlp import mlp_body
+from foundation.serving.features import event_vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WindowSet:
+    """The encoded inputs of N examples, compact (no padding, no history beyond the windows).
+
+    Attributes:
+        entities: task entity type -> pa.Table of N rows: the window whose last event is the entity's last
+            event before the attempt (length 0 without history).
+        events: pa.Table of N one-event rows: the attempt in its customer sequence.
+        labels: (N,) 0/1.
+    """
+
+    entities: dict[str, pa.Table]
+    events: pa.Table
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, index: np.ndarray) -> WindowSet:
+        idx = pa.array(np.asarray(index, dtype=np.int64))
+        return WindowSet({e: t.take(idx) for e, t in self.entities.items()}, self.events.take(idx),
+                         self.labels[np.asarray(index, dtype=np.int64)])
+
+
+def window_set(states: PointInTimeStates, examples: ExampleStates, labels: np.ndarray, entities: Sequence[str],
+               max_events: int | None = None, event_entity: str = EVENT_ENTITY) -> WindowSet:
+    """Gather the fine-tuning inputs of some examples from the sequence store (shard by shard).
+
+    Args:
+        states: PointInTimeStates over the full-history store (its encoder's max_len sets the windows).
+        examples: ExampleStates of these examples (the as-of indices are model-independent).
+        labels: (N,) 0/1.
+        entities: the task's entity types.
+        max_events: None = the exact section-8 windows; an int keeps only the last `max_events` events of
+            each window (cheaper training; evaluation always uses exact windows).
+    Returns:
+        WindowSet.
+    """
+    max_len = states.encoder.max_len
+    tables = {}
+    for entity in entities:
+        end = examples.states[entity].index  # (N,) -1 without history
+        start = np.asarray(window_start(np.maximum(end, 0), max_len), dtype=np.int64).reshape(-1)
+        if max_events is not None:
+            start = np.maximum(start, end - int(max_events) + 1)
+        tables[entity] = states.windows(entity, examples.keys.column(f"{entity}_id"), np.maximum(start, 0), end)
+    position = examples.states[event_entity].index + 1  # the attempt sits right after its customer state
+    events = states.windows(event_entity, examples.keys.column(f"{event_entity}_id"), position, position)
+    return WindowSet(tables, events, np.asarray(labels, dtype=np.int64))
+
+
+class FullHead:
+    """Encoder + MLP head fine-tuned end to end.
+
+    Args:
+        encoder: FoundationModel (pretrained, or freshly initialised for the from-scratch baseline).
+        field_specs: EventTokenizer.field_specs().
+        entities: the task's entity types (feature order).
+        hidden_sizes, dropout: the head MLP.
+        encoder_lr, head_lr, weight_decay: AdamW settings (the encoder moves slower than the head).
+        steps: optimisation steps (bounded: minutes on CPU).
+        batch_size: examples per step.
+        eval_every: steps between validation PR-AUC checks (early stopping on it).
+        patience: checks without improvement before stopping.
+        positive_share: share of each batch drawn from the positive examples.
+        train_window: None = exact section-8 windows in training; an int caps them (faster).
+        seed: sampling and head-initialisation seed.
+        device: where training runs.
+        pretrained: whether the encoder came from pretraining (recorded in head.json).
+    """
+
+    head_type = "full"
+
+    def __init__(self, encoder: Any, field_specs: Sequence[Mapping[str, Any]], entities: Sequence[str],
+                 hidden_sizes: Sequence[int] = (128,), dropout: float = 0.1, encoder_lr: float = 3e-4,
+                 head_lr: float = 1e-3, weight_decay: float = 0.01, steps: int = 200, batch_size: int = 32,
+                 eval_every: int = 50, patience: int = 3, positive_share: float = 0.25,
+                 train_window: int | None = None, seed: int = 0, device: str = "cpu", pretrained: bool = True):
+        self.encoder = encoder.to(device)
+        self.field_specs = list(field_specs)
+        self.columns = batch_columns(self.field_specs)
+        self.layout = FeatureLayout(tuple(entities), int(encoder.config.hidden_size))
+        self.hidden_sizes, self.dropout = [int(s) for s in hidden_sizes], float(dropout)
+        self.encoder_lr, self.head_lr, self.weight_decay = float(encoder_lr), float(head_lr), float(weight_decay)
+        self.steps, self.batch_size, self.eval_every = int(steps), int(batch_size), int(eval_every)
+        self.patience, self.positive_share = int(patience), float(positive_share)
+        self.train_window = None if train_window is None else int(train_window)
+        self.seed, self.device, self.pretrained = int(seed), torch.device(device), bool(pretrained)
+        torch.manual_seed(self.seed)
+        self.head = mlp_body(self.layout.n_features, self.hidden_sizes, self.dropout).to(self.device)
+        self.threshold: float | None = None
+        self.info: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def n_features(self) -> int:
+        return self.layout.n_features
+
+    def settings(self) -> dict[str, Any]:
+        return {"hidden_sizes": self.hidden_sizes, "dropout": self.dropout, "encoder_lr": self.encoder_lr,
+                "head_lr": self.head_lr, "weight_decay": self.weight_decay, "steps": self.steps,
+                "batch_size": self.batch_size, "eval_every": self.eval_every, "patience": self.patience,
+                "positive_share": self.positive_share, "train_window": self.train_window, "seed": self.seed,
+                "pretrained": self.pretrained}
+
+    # ------------------------------------------------------------ features
+
+    def _batch(self, table: pa.Table, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        source = ArrowRows(table)
+        counts = source.lengths[rows]
+        batch = assemble(source, self.columns, rows, np.zeros(len(rows), np.int64), counts, rows)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def features(self, windows: WindowSet) -> torch.Tensor:
+        """(N, D) task features of a WindowSet with the current encoder, in `task_features` order.
+
+        Runs with autograd when grad is enabled (training), so the loss reaches the encoder.
+        """
+        n = len(windows)
+        hidden, flags = [], []
+        for entity in self.layout.entities:
+            table = windows.entities[entity]
+            lengths = table["length"].to_numpy().astype(np.int64)
+            rows = np.flatnonzero(lengths > 0)
+            state = torch.zeros(n, self.layout.hidden_size, device=self.device)
+            if len(rows):
+                out = self.encoder(self._batch(table, rows)).entity_embedding  # (B', H)
+                state = state.index_copy(0, torch.as_tensor(rows, device=self.device), out)
+            hidden.append(state)
+            flags.append(torch.as_tensor(lengths > 0, dtype=torch.float32, device=self.device).unsqueeze(1))
+        # The scorer's event_vectors runs under inference mode; its undecorated body keeps the graph.
+        vector = event_vectors.__wrapped__(self.encoder, self._batch(windows.events, np.arange(n)),
+                                           self.field_specs)[:, 0]  # (N, H)
+        return torch.cat([*hidden, vector, *flags], dim=1)
+
+    # ------------------------------------------------------------ training
+
+    def _sample(self, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+        positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        n_pos = min(len(positives), int(round(self.batch_size * self.positive_share))) if len(positives) else 0
+        return np.r_[rng.choice(positives, n_pos), rng.choice(negatives, self.batch_size - n_pos)]
+
+    def predict_windows(self, windows: WindowSet, batch_size: int = 256) -> np.ndarray:
+        """(N,) probabilities from a WindowSet (encoder and head in eval mode)."""
+        self.encoder.eval()
+        self.head.eval()
+        out = []
+        with torch.inference_mode():
+            for a in range(0, len(windows), batch_size):
+                part = windows.take(np.arange(a, min(a + batch_size, len(windows))))
+                out.append(torch.sigmoid(self.head(self.features(part)).squeeze(-1)).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+    def fit(self, train: WindowSet, validation: WindowSet) -> FullHead:
+        """Fine-tune for at most `steps` steps, keeping the weights with the best validation PR-AUC.
+
+        Args:
+            train: training examples (both classes).
+            validation: early-stopping examples (both classes).
+        Returns:
+            self.
+        """
+        for name, labels in (("train", train.labels), ("validation", validation.labels)):
+            if len(np.unique(labels)) < 2:
+                raise ValueError(f"full head: the {name} examples hold a single class")
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        optimizer = torch.optim.AdamW([
+            {"params": self.encoder.parameters(), "lr": self.encoder_lr},
+            {"params": self.head.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
+        loss_fn = nn.BCEWithLogitsLoss()
+        best, best_step, state, history, bad, losses = -1.0, 0, None, [], 0, []
+        bar = tqdm(range(1, self.steps + 1), desc="fine-tune", unit="step", leave=False)
+        for step in bar:
+            self.encoder.train()
+            self.head.train()
+            batch = train.take(self._sample(rng, train.labels))
+            logits = self.head(self.features(batch)).squeeze(-1)
+            loss = loss_fn(logits, torch.as_tensor(batch.labels, dtype=torch.float32, device=self.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([*self.encoder.parameters(), *self.head.parameters()], 1.0)
+            optimizer.step()
+            losses.append(float(loss))
+            if step % self.eval_every == 0 or step == self.steps:
+                score = pr_auc(validation.labels, self.predict_windows(validation))
+                history.append((step, round(score, 6)))
+                bar.set_postfix(loss=f"{np.mean(losses[-self.eval_every:]):.4f}", val_pr_auc=f"{score:.4f}")
+                if score > best:
+                    best, best_step, bad = score, step, 0
+                    state = (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.head.state_dict()))
+                else:
+                    bad += 1
+                    if bad >= self.patience:
+                        break
+        self.encoder.load_state_dict(state[0])
+        self.head.load_state_dict(state[1])
+        self.encoder.eval()
+        self.head.eval()
+        self.info = {"best_step": best_step, "steps_run": len(losses), "validation_pr_auc": best,
+                     "validation_pr_auc_by_step": history, "final_train_loss": float(np.mean(losses[-10:])),
+                     "n_train": int(len(train)), "n_train_positive": int(train.labels.sum()),
+                     "n_validation_early_stopping": int(len(validation))}
+        log.info("full head: best step %d/%d, validation PR-AUC %.4f", best_step, len(losses), best)
+        return self
+
+    def choose_threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:
+        """Set the F1-best threshold on validation scores (computed with exact section-8 features)."""
+        self.threshold, f1 = best_f1_threshold(np.asarray(labels), np.asarray(scores))
+        self.info["validation_f1_at_threshold"] = f1
+        return self.threshold
+
+    @torch.inference_mode()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N,) probabilities of task features X (N, D) computed with this head's encoder."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected features of shape (N, {self.n_features}), got {X.shape}")
+        self.head.eval()
+        out = [torch.sigmoid(self.head(torch.as_tensor(X[a:a + 65536], device=self.device)).squeeze(-1))
+               for a in range(0, len(X), 65536)]
+        return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, directory: str | Path, tokenizer: Any = None, **metadata: Any) -> Path:
+        """Write head.safetensors, encoder/ (HF format, plus the tokenizer when given) and head.json."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()},
+                  directory / "head.safetensors")
+        self.encoder.save_pretrained(directory / "encoder")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory / "encoder")
+        head = {"head": self.head_type, "format": "safetensors", "threshold": self.threshold,
+                "n_features": self.n_features, "encoder": "encoder", "entity_types": list(self.layout.entities),
+                "feature_layout": self.layout.to_dict(), "settings": self.settings(), "training": self.info,
+                **metadata}
+        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> FullHead:
+        """Load a head written by save(): the fine-tuned encoder and the head; predictions are identical."""
+        from foundation.model import FoundationModel
+
+        directory = Path(directory)
+        for name in ("head.safetensors", "head.json", "encoder/config.json"):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"full head: {directory / name} is missing")
+        meta = json.loads((directory / "head.json").read_text())
+        if meta.get("head") != cls.head_type:
+            raise ValueError(f"{directory}/head.json is a {meta.get('head')!r} head, not {cls.head_type!r}")
+        encoder = FoundationModel.from_pretrained(directory / "encoder").eval()
+        settings = dict(meta.get("settings", {}))
+        model = cls(encoder, encoder.config.fields, meta["feature_layout"]["entities"], device=device, **settings)
+        model.head.load_state_dict(load_file(directory / "head.safetensors"))
+        model.head.eval()
+        model.threshold = meta.get("threshold")
+        model.info = meta.get("training", {})
+        model.metadata = {k: v for k, v in meta.items() if k not in (
+            "head", "format", "threshold", "n_features", "encoder", "feature_layout", "settings", "training")}
+        return model

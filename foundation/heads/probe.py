@@ -1,0 +1,212 @@
+"""Torch heads on frozen features: the linear probe here, the MLP in mlp.py (same training and files).
+
+Training: features standardised with the training mean and std (stored with the weights), binary
+cross-entropy with `pos_weight` = negatives / positives (class imbalance), AdamW, minibatches; after every
+epoch the validation PR-AUC (average precision) is measured and the best epoch's weights are kept (early
+stopping with `patience` epochs). The decision threshold is the F1-best one on validation, never on test.
+
+On disk (docs/architecture.md section 8): `<dir>/head.safetensors` (network weights, `mean`, `std`) and
+`<dir>/head.json` (head type, architecture, threshold, feature layout, metrics, whatever the caller adds).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from foundation.evaluation.metrics import pr_auc
+from foundation.heads.gbdt import _check_xy, _json_default, best_f1_threshold
+
+log = logging.getLogger(__name__)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with the training statistics as buffers (saved with the weights)."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def fit(self, x: np.ndarray) -> None:
+        self.mean.copy_(torch.as_tensor(x.mean(axis=0), dtype=torch.float32))
+        # Constant columns (e.g. a has_history flag always 1) keep unit scale instead of dividing by ~0.
+        self.std.copy_(torch.as_tensor(np.maximum(x.std(axis=0), 1e-6), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ProbeHead:
+    """Logistic regression on frozen features (a linear probe of the embeddings).
+
+    Args:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: examples per step.
+        max_epochs: passes over the training set at most.
+        patience: epochs without a better validation PR-AUC before stopping.
+        seed: initialisation and shuffling seed.
+
+    Example:
+        >>> head = ProbeHead().fit(X_train, y_train, X_val, y_val)  # doctest: +SKIP
+        >>> p = head.predict_proba(X_test)  # (N,)  # doctest: +SKIP
+    """
+
+    head_type = "probe"
+
+    def __init__(self, lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 512, max_epochs: int = 30,
+                 patience: int = 4, seed: int = 0):
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.batch_size, self.max_epochs, self.patience = int(batch_size), int(max_epochs), int(patience)
+        self.seed = int(seed)
+        self.network: nn.Module | None = None
+        self.threshold: float | None = None
+        self.info: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ architecture
+
+    def architecture(self) -> dict[str, Any]:
+        """What rebuilds the network (head.json `architecture`)."""
+        return {}
+
+    def body(self, n_features: int) -> nn.Module:
+        """The layers after standardisation: (N, D) -> (N, 1) logits."""
+        return nn.Linear(n_features, 1)
+
+    def _build(self, n_features: int) -> nn.Module:
+        return nn.Sequential(Standardize(n_features), self.body(n_features))
+
+    @property
+    def n_features(self) -> int:
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted")
+        return int(self.network[0].mean.shape[0])
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> ProbeHead:
+        """Build from a conf/head/<name>.yaml block (unknown keys are an error naming them)."""
+        cfg = {k: v for k, v in dict(cfg or {}).items() if k not in ("type", "label_fractions")}
+        try:
+            return cls(**cfg)
+        except TypeError as err:
+            raise ValueError(f"head {cls.head_type}: bad settings {sorted(cfg)} ({err})") from None
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> ProbeHead:
+        """Train with early stopping on validation PR-AUC, then pick the F1-best validation threshold.
+
+        Args:
+            X_train: (N, D) float features; y_train: (N,) 0/1.
+            X_val: (M, D); y_val: (M,) 0/1, both classes present.
+        Returns:
+            self.
+        """
+        X_train, y_train = _check_xy(X_train, y_train, "train")
+        X_val, y_val = _check_xy(X_val, y_val, "validation")
+        if X_train.shape[1] != X_val.shape[1]:
+            raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+        for name, x in (("train", X_train), ("validation", X_val)):
+            if not np.isfinite(x).all():
+                raise ValueError(f"{name}: features hold NaN/inf; torch heads need finite features")
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        x_train = torch.as_tensor(X_train, dtype=torch.float32)
+        t_train = torch.as_tensor(y_train, dtype=torch.float32)
+        self.network = self._build(X_train.shape[1])
+        self.network[0].fit(X_train)
+        n_pos = float(y_train.sum())
+        pos_weight = torch.tensor((len(y_train) - n_pos) / n_pos)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best, best_state, best_epoch, history = -1.0, None, 0, []
+        for epoch in range(1, self.max_epochs + 1):
+            self.network.train()
+            order = rng.permutation(len(y_train))
+            for a in range(0, len(order), self.batch_size):
+                index = torch.as_tensor(order[a:a + self.batch_size])
+                loss = loss_fn(self.network(x_train[index]).squeeze(-1), t_train[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            score = pr_auc(y_val, self.predict_proba(X_val))
+            history.append(round(score, 6))
+            if score > best:
+                best, best_state, best_epoch = score, copy.deepcopy(self.network.state_dict()), epoch
+            elif epoch - best_epoch >= self.patience:
+                break
+        self.network.load_state_dict(best_state)
+        val_scores = self.predict_proba(X_val)
+        self.threshold, val_f1 = best_f1_threshold(y_val, val_scores)
+        self.info = {"best_epoch": best_epoch, "epochs": len(history), "validation_pr_auc": best,
+                     "validation_pr_auc_by_epoch": history, "validation_f1_at_threshold": val_f1,
+                     "n_train": int(len(y_train)), "n_train_positive": int(n_pos), "n_validation": int(len(y_val)),
+                     "pos_weight": float(pos_weight)}
+        log.info("%s head: best epoch %d/%d, validation PR-AUC %.4f", self.head_type, best_epoch, len(history), best)
+        return self
+
+    @torch.inference_mode()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Positive-class probabilities (N,) of features X (N, D) (distorted upwards by pos_weight)."""
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load()")
+        X, _ = _check_xy(X, None, "predict")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} feature columns, got {X.shape[1]}")
+        self.network.eval()
+        out = [torch.sigmoid(self.network(torch.as_tensor(X[a:a + 65536], dtype=torch.float32)).squeeze(-1))
+               for a in range(0, len(X), 65536)]
+        return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(N,) int 0/1 decisions at the validation-chosen threshold."""
+        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+
+    # ------------------------------------------------------------ files
+
+    def settings(self) -> dict[str, Any]:
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
+                "max_epochs": self.max_epochs, "patience": self.patience, "seed": self.seed}
+
+    def save(self, directory: str | Path, **metadata: Any) -> Path:
+        """Write head.safetensors and head.json (metadata: task, entity_types, feature_layout, metrics...)."""
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, directory / "head.safetensors")
+        head = {"head": self.head_type, "format": "safetensors", "threshold": self.threshold,
+                "n_features": self.n_features, "architecture": self.architecture(), "settings": self.settings(),
+                "training": self.info, **metadata}
+        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ProbeHead:
+        """Load a head written by save(); predictions equal the saved head's."""
+        directory = Path(directory)
+        for name in ("head.safetensors", "head.json"):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{cls.head_type} head: {directory / name} is missing")
+        head = json.loads((directory / "head.json").read_text())
+        if head.get("head") != cls.head_type:
+            raise ValueError(f"{directory}/head.json is a {head.get('head')!r} head, not {cls.head_type!r}")
+        model = cls(**head.get("settings", {}), **head.get("architecture", {}))
+        model.network = model._build(int(head["n_features"]))
+        model.network.load_state_dict(load_file(directory / "head.safetensors"))
+        model.network.eval()
+        model.threshold = head.get("threshold")
+        model.info = head.get("training", {})
+        model.metadata = {k: v for k, v in head.items() if k not in (
+            "head", "format", "threshold", "n_features", "architecture", "settings", "training")}
+        return model

@@ -1,0 +1,138 @@
+"""Online == batch for task scores: real heads (mlp, gbdt on section-8 + raw fields, full with its own
+encoder) fitted on the batch path's features (foundation.embeddings + foundation.heads.features), served by
+the scorer from a live store, on a real tiny model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from foundation.data.events import read_events
+from foundation.data.validate import validate
+from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
+from foundation.evaluation.splits import TaskSpec
+from foundation.heads.features import FeatureLayout, example_keys, example_states, raw_field_features
+from foundation.heads.full import FullHead
+from foundation.heads.gbdt import GBDTHead
+from foundation.heads.mlp import MLPHead
+from foundation.serving.app import ServiceSettings, create_app
+from foundation.serving.schemas import EventParser
+from foundation.serving.scorer import CONF_DIR, Scorer
+from foundation.serving.state.sqlite import SqliteStateStore
+from tests.serving.fixtures import build_checkpoint, json_event, write_events
+
+pytestmark = pytest.mark.slow  # fits three heads and computes batch states: ~15 s on 2 busy cores
+
+ENTITIES = ["customer", "merchant", "issuer"]
+FRAUD, AUTH = ["customer", "merchant"], ["customer", "issuer"]
+
+
+def batch_features(model, tokenizer, seq_dir, keys):
+    encoder = PointInTimeEncoder(model, tokenizer.field_specs(), progress=False)
+    return example_states(PointInTimeStates(SequenceStore(seq_dir, tokenizer), encoder), keys, ENTITIES)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scores")
+    raw = write_events(tmp / "events" / "part-00000.parquet", n=240, n_customers=6, n_merchants=3, n_issuers=2)
+    schema, seq_dir = build_checkpoint(tmp / "run", tmp / "events", tmp / "data", max_position=8)
+    scorer = Scorer.from_pretrained(tmp / "run")
+    events = validate(read_events(schema), schema, on_error="raise").table
+    # Examples: the charge attempts of the second half, as a fine-tune would select them.
+    kinds = events["event_type"].to_pylist()
+    rows = np.array([i for i in range(120, events.num_rows) if kinds[i] in ("charge", "decline")])
+    keys = example_keys(events, pa.table({"row": rows}), ENTITIES)
+    frozen = batch_features(scorer.model, scorer.tokenizer, seq_dir, keys)
+    amounts = events["amount"].to_numpy()[rows]
+    y = (amounts > np.median(amounts)).astype(np.float64)  # any 0/1 target: the heads just need fitting
+    half = len(rows) // 2
+    heads = tmp / "finetune" / "heads"
+
+    x_fraud = frozen.features(FRAUD)
+    layout = FeatureLayout(tuple(FRAUD), scorer.model.config.hidden_size)
+    mlp = MLPHead(hidden_sizes=(16,), max_epochs=3).fit(x_fraud[:half], y[:half], x_fraud[half:], y[half:])
+    mlp.save(heads / "fraud" / "mlp", task="fraud", entity_types=FRAUD, feature_layout=layout.to_dict())
+
+    velocity = TaskSpec.from_config(CONF_DIR / "task" / "authorization.yaml").velocity
+    raw_fields = raw_field_features(events, schema, velocity)
+    x_auth = np.hstack([frozen.features(AUTH), raw_fields.values[rows]])
+    gbdt = GBDTHead({"num_threads": 1, "min_data_in_leaf": 3}, num_boost_round=20, early_stopping_rounds=5)
+    gbdt.fit(x_auth[:half], y[:half], x_auth[half:], y[half:], categorical_features=raw_fields.categorical,
+             feature_names=FeatureLayout(tuple(AUTH), 32).names() + raw_fields.names)
+    gbdt.save(heads / "authorization" / "gbdt", task="authorization", entity_types=AUTH,
+              feature_layout={**FeatureLayout(tuple(AUTH), 32).to_dict(), "kind": "section8+raw",
+                              "raw": raw_fields.layout()})
+
+    # A full head carries its own encoder: perturb a copy so its states differ from the pretrained ones.
+    tuned = copy.deepcopy(scorer.model)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    full = FullHead(tuned, scorer.field_specs, FRAUD, hidden_sizes=(16,))
+    full.save(tmp / "finetune-full" / "heads" / "fraud" / "full", tokenizer=scorer.tokenizer, task="fraud")
+    tuned_features = batch_features(full.encoder, scorer.tokenizer, seq_dir, keys).features(FRAUD)
+
+    expected = {"mlp": mlp.predict_proba(x_fraud), "gbdt": gbdt.predict_proba(x_auth),
+                "full": full.predict_proba(tuned_features)}
+    store = SqliteStateStore(tmp / "state.sqlite", max_events=400, buckets={"issuer": 3_600_000})
+    parser = EventParser(schema)
+    store.apply(parser.parse_batch([json_event(raw, i) for i in range(raw.num_rows)], 1000))
+    yield tmp, raw, rows, expected, store
+    store.close()
+
+
+def attempt(raw, row):
+    """The raw event as a charge attempt: its outcome fields are not known yet."""
+    return {k: v for k, v in json_event(raw, int(row)).items() if k not in ("event_type", "decline_code")}
+
+
+def test_online_scores_equal_batch_scores(world):
+    tmp, raw, rows, expected, store = world
+    scorer = Scorer.from_pretrained(tmp / "run", heads={
+        "fraud": {"run": str(tmp / "finetune"), "head": "mlp", "output": "fraud_probability"},
+        "authorization": {"run": str(tmp / "finetune"), "output": "approval_probability"}})
+    parser = EventParser(scorer.schema)
+    for k in range(0, len(rows), 2):  # every other example: each is a different cut-off, i.e. a cache miss
+        result = scorer.score(parser.parse_attempt(attempt(raw, rows[k]), commit=False), store)
+        assert result["fraud_probability"] == pytest.approx(expected["mlp"][k], rel=1e-4, abs=1e-6)
+        assert result["approval_probability"] == pytest.approx(expected["gbdt"][k], rel=1e-4, abs=1e-6)
+
+
+def test_full_head_uses_its_own_encoder(world):
+    tmp, raw, rows, expected, store = world
+    scorer = Scorer.from_pretrained(tmp / "run", heads={"fraud": {"run": str(tmp / "finetune-full")}})
+    assert set(scorer.engines) == {"pretrained", "fraud/full"}
+    parser = EventParser(scorer.schema)
+    for k, row in enumerate(rows[:10]):
+        result = scorer.score(parser.parse_attempt(attempt(raw, row), commit=False), store)
+        assert result["fraud_probability"] == pytest.approx(expected["full"][k], rel=1e-4, abs=1e-6)
+
+
+def test_score_endpoint(world):
+    tmp, raw, rows, expected, store = world
+    scorer = Scorer.from_pretrained(tmp / "run", finetune_run=tmp / "finetune", heads={
+        "fraud": {"head": "mlp", "output": "fraud_probability"}, "authorization": {"output": "approval_probability"}})
+    app = create_app(EventParser(scorer.schema), store, scorer, ServiceSettings(warm_on_ingest=False))
+    client = TestClient(app)  # no lifespan: the module's store stays open
+    before = store.stats().n_events_applied
+    body = client.post("/v1/score", json=attempt(raw, rows[0])).json()
+    assert body["fraud_probability"] == pytest.approx(expected["mlp"][0], rel=1e-4, abs=1e-6)
+    assert body["committed"] is False and body["event_id"] == str(raw["event_id"][int(rows[0])])
+    assert body["model_version"] == scorer.model_version and "+finetune" in body["model_version"]
+    assert set(body["has_history"]) == set(ENTITIES) and set(body["thresholds"]) == {
+        "fraud_probability", "approval_probability"}
+    # commit=true applies the attempt after scoring it (here a new event, an hour after the last one).
+    new = dict(json_event(raw, raw.num_rows - 1), event_id=99_999, ts="2024-06-01T00:00:00")
+    committed = client.post("/v1/score", params={"commit": "true"}, json=new).json()
+    assert committed["committed"] is True and store.stats().n_events_applied == before + 1
+    again = client.post("/v1/score", params={"commit": "true"}, json=new).json()
+    assert again["committed"] is False  # idempotent: already applied
+    outcome_missing = client.post("/v1/score", params={"commit": "true"},
+                                  json={k: v for k, v in new.items() if k != "event_type"})
+    assert outcome_missing.status_code == 422
