@@ -32,8 +32,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from foundation.embeddings.checkpoint import PretrainedRun
 from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates
 from foundation.evaluation.report import ModelResult, TraitEmbeddings, log_report_to_wandb, write_report
-from foundation.evaluation.splits import TaskSpec, check_no_leakage, schema_period, select_examples, subsample_labels
-from foundation.heads.features import ExampleStates, FeatureLayout, example_keys, example_states, raw_field_features
+from foundation.evaluation.splits import (
+    TaskSpec,
+    check_no_leakage,
+    schema_period,
+    select_examples,
+    subsample_labels,
+)
+from foundation.heads.features import (
+    ExampleStates,
+    FeatureLayout,
+    example_keys,
+    example_states,
+    raw_field_features,
+)
 from foundation.heads.full import FullHead, window_set
 from foundation.heads.gbdt import GBDTHead
 from foundation.heads.mlp import MLPHead

@@ -4,7 +4,8 @@ of a step spent outside the model (batch selection + collation)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,25 +50,41 @@ def bench_training(
     peak_flops: float | None = None,
     objectives: dict[str, float] | None = None,
     seed: int = 0,
-) -> dict:
+    views: int = 1,
+    min_len: int = 16,
+    lr: float = 1e-4,
+    model_overrides: Mapping[str, Any] | None = None,
+    return_model: bool = False,
+) -> dict | tuple[dict, FoundationForPretraining]:
     """Train `steps` AdamW steps of a preset on batches drawn from `encoded`; time data and model separately.
 
     Args:
         encoded: encoded sequences of one entity type (architecture.md section 4).
         preset: model size preset ("small", "base", ...); encoder_type: "transformer" | "gru".
+        batch_size: entities per step (each gives `views` rows); max_len: longest window / view.
         peak_flops: the machine's matmul peak (FLOP/s); measured when None.
+        objectives: name -> weight (default next_event only); {"contrastive": 1.0} with views=2 is CoLES-style.
+        views: random sub-sequences per entity (> 1 for the contrastive objective), of length in
+            [min_len, max_len].
+        lr: AdamW learning rate.
+        model_overrides: other FoundationConfig fields (e.g. {"num_layers": 1}).
+        return_model: also return the trained model (to embed with it afterwards).
     Returns:
-        dict with events_per_s (real events / wall time incl. data), model_flops_per_s, mfu, data_share
-        (fraction of a step spent selecting + collating), params, step_ms.
+        dict with events_per_s (real events / wall time incl. data), events_per_cpu_s (per second of this
+        process's CPU time, steadier when other jobs share the cores), model_flops_per_s, mfu, data_share
+        (fraction of a step spent selecting + collating), params, step_ms, final_loss; with
+        `return_model`, (that dict, the FoundationForPretraining).
     """
     torch.manual_seed(seed)
     objectives = objectives or {"next_event": 1.0}
     config = build_config(preset, list(field_specs), list(entity_types), encoder_type=encoder_type,
-                          max_position=max_len, objectives=objectives)
+                          max_position=max_len, objectives=objectives, **dict(model_overrides or {}))
     model = FoundationForPretraining(config)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    collate = EventCollator(field_specs, max_len=max_len, window="random", seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    # min_len only shapes contrastive views; one view per entity keeps the collator's own default.
+    view_args = {"views": views, "min_len": min(min_len, max_len)} if views > 1 else {}
+    collate = EventCollator(field_specs, max_len=max_len, window="random", seed=seed, **view_args)
     rng = np.random.default_rng(seed)
     peak = peak_flops or matmul_peak_flops()
 
@@ -78,9 +95,10 @@ def bench_training(
     probe = draw()
     # FLOPs scale with padded positions (B*T); count once, then scale per step (the counter itself is slow).
     flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
-    data_s = model_s = flops = 0.0
+    data_s = model_s = flops = cpu_s = 0.0
     events = 0
     for step in range(warmup + steps):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         batch = draw()
         t1 = time.perf_counter()
@@ -92,19 +110,26 @@ def bench_training(
         if step >= warmup:
             data_s += t1 - t0
             model_s += t2 - t1
+            cpu_s += time.process_time() - c0
             events += int(batch["attention_mask"].sum())
             flops += flops_per_position * batch["attention_mask"].numel()
     total = data_s + model_s
-    return {
+    result = {
         "preset": preset,
         "encoder": encoder_type,
         "params": sum(p.numel() for p in model.foundation.parameters()),
         "batch_size": batch_size,
         "max_len": max_len,
+        "views": views,
+        "steps": steps,
+        "objectives": dict(objectives),
         "events_per_s": round(events / total, 1),
+        "events_per_cpu_s": round(events / cpu_s, 1) if cpu_s > 0 else None,
         "step_ms": round(1000 * total / steps, 1),
         "model_flops_per_s": flops / model_s,
         "peak_flops_per_s": peak,
         "mfu": round(flops / model_s / peak, 4),
         "data_share": round(data_s / total, 4),
+        "final_loss": round(float(loss.detach()), 4),
     }
+    return (result, model) if return_model else result

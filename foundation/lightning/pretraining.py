@@ -43,6 +43,8 @@ class PretrainingModule(pl.LightningModule):
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         for name, value in out.losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+        for name, value in (out.metrics or {}).items():  # per-field losses and accuracies, masked rate, ...
+            self.log(f"{stage}/{name}", value, batch_size=batch_size, sync_dist=stage != "train")
         return out.loss
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -3,12 +3,14 @@ docs/architecture.md section 7, spanning the splits of conf/data/synthetic.yaml)
 checkpoint laid out as a pretraining run writes it (<run>/hf + <run>/config.yaml).
 
 Planted signals, so heads have something easy to learn from an event's own non-outcome fields:
-fraud = gambling (mcc 7995) bought online; a decline = an amount above 400.
+fraud = gambling (mcc 7995) bought online; a decline = an amount above 250.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +37,7 @@ def raw_events(n: int = 1500, n_customers: int = 24, n_merchants: int = 6, n_iss
     mcc = rng.choice(MCCS, n, p=[0.35, 0.25, 0.2, 0.1, 0.1])
     channel = rng.choice(np.array(["card_present", "ecommerce", "recurring"]), n, p=[0.5, 0.4, 0.1])
     amount = np.round(rng.lognormal(3.5, 1.2, n), 2)
-    kind = np.where(amount > 400, "decline", "charge").astype(object)
+    kind = np.where(amount > 250, "decline", "charge").astype(object)
     kind[rng.random(n) < 0.04] = "refund"
     attempt = kind != "refund"
     fraud = (mcc == "7995") & (channel == "ecommerce")
@@ -119,3 +121,29 @@ def build_run(root: Path, table: pa.Table | None = None, max_position: int = 8, 
     prepared.tokenizer.save_pretrained(run / "hf")
     OmegaConf.save(cfg, run / "config.yaml", resolve=True)
     return run
+
+
+@dataclass
+class World:
+    """The tiny world as the tests use it: the run folder, the loaded run, its store and schema."""
+
+    run_dir: Path
+    run: Any
+    store: Any
+    schema: Any
+
+
+_WORLDS: dict[Path, World] = {}
+
+
+def session_world(tmp_path_factory: Any) -> World:
+    """Build the world once per test session (shared by tests/embeddings and tests/heads modules)."""
+    from foundation.embeddings import PretrainedRun
+
+    base = tmp_path_factory.getbasetemp()
+    if base not in _WORLDS:
+        run_dir = build_run(tmp_path_factory.mktemp("world"))
+        run = PretrainedRun.load(run_dir)
+        schema, store, _ = run.store(run.data_config())
+        _WORLDS[base] = World(run_dir, run, store, schema)
+    return _WORLDS[base]

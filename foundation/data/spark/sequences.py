@@ -48,6 +48,7 @@ from foundation.data.spark.writer import publish, staging_dir, write_keyed_files
 
 _T = "__t"  # event time in epoch ms
 _SHARD = "__shard"
+_BROADCAST_IDS = 1_000_000  # entity ranks are broadcast to the events up to this many entities
 _CANONICAL = {"categorical": pa.string(), "text": pa.string(), "numeric": pa.float64(), "timestamp": pa.timestamp("ms")}
 
 
@@ -209,23 +210,32 @@ def _output_schema(plan: _Plan, fields: list[tuple[str, str]], labels: list[str]
                                                                                for n in labels])
 
 
-def _sequences(selected: DataFrame, plan: _Plan, fields: list[tuple[str, str]], labels: list[str]) -> DataFrame:
-    """One row per entity: `plan.column` and `_seq`, its events (or buckets) as structs in time order."""
+def _shard_rows(selected: DataFrame, plan: _Plan, fields: list[tuple[str, str]], labels: list[str],
+                ranks: DataFrame, n_entities: int, n_shards: int, entities_per_shard: int) -> DataFrame:
+    """One row per entity with its shard and its events (or buckets) as list columns in time order.
+
+    The shard number is attached to each event (bucket) first, so the events are shuffled once, straight into
+    their shard's partition, and grouped there (`groupBy(shard, entity)` needs no further shuffle).
+    """
     key = plan.column
     if plan.aggregate is None:
-        columns = [F.col(_T).alias("_t"), F.col("event_id").alias("_eid")]
-        columns += [(_epoch_ms(selected, n) if k == "timestamp" else F.col(n)).alias(n) for n, k in fields]
-        columns += [F.col(n) for n in labels]
-        rows, names = selected, [n for n, _ in fields] + labels
+        rows = selected.select(key, F.col(_T).alias("_t"), F.col("event_id").alias("_eid"),
+                               *[(_epoch_ms(selected, n) if k == "timestamp" else F.col(n)).alias(n) for n, k in fields],
+                               *labels)
+        names = [n for n, _ in fields] + labels
     else:
         rows = bucket_events(selected, key, _T, plan.aggregate, plan.name)
-        columns = [F.col("_t"), F.col("_eid")] + [F.col(c) for c in plan.aggregate.columns()]
         names = plan.aggregate.columns()
-    grouped = rows.groupBy(key).agg(F.sort_array(F.collect_list(F.struct(*columns))).alias("_seq"))
+    ranks = ranks.select(F.col("entity_id").alias(key),
+                         F.floor(F.col("rank") / entities_per_shard).cast("int").alias(_SHARD))
+    rows = rows.join(F.broadcast(ranks) if n_entities <= _BROADCAST_IDS else ranks, key)
+    structs = F.struct(F.col("_t"), F.col("_eid"), *[F.col(n) for n in names])
+    grouped = (rows.repartition(n_shards, _SHARD).groupBy(_SHARD, key)
+               .agg(F.sort_array(F.collect_list(structs)).alias("_seq")))
     return grouped.select(
-        F.col(key).alias("entity_id"), F.size("_seq").cast("int").alias("length"),
-        F.col("_seq._eid").alias("event_id"), F.col("_seq._t").alias("event_time"),
-        *[F.col(f"_seq.{n}").alias(n) for n in names])
+        _SHARD, F.lit(plan.name).alias("entity_type"), F.col(key).alias("entity_id"),
+        F.size("_seq").cast("int").alias("length"), F.col("_seq._eid").alias("event_id"),
+        F.col("_seq._t").alias("event_time"), *[F.col(f"_seq.{n}").alias(n) for n in names])
 
 
 def entity_ranks(ids: DataFrame, key: str) -> tuple[DataFrame, int]:
@@ -274,14 +284,12 @@ def _build_entity_type(events: DataFrame, plan: _Plan, window: Column, counts: d
                        row_group_size=ROW_GROUP_ENTITIES, use_dictionary=dictionary_cols)
         n_events = 0
     else:
-        rows = _sequences(selected, plan, fields, labels).join(ranks, "entity_id").select(
-            F.floor(F.col("rank") / entities_per_shard).cast("int").alias(_SHARD),
-            F.lit(plan.name).alias("entity_type"), *schema.names[1:])
+        rows = _shard_rows(selected, plan, fields, labels, ranks, n_entities, n_shards, entities_per_shard)
         staging = staging_dir(type_dir)
         try:
             written = write_keyed_files(rows, _SHARD, n_shards, ["entity_id"], staging, "part-{key:05d}.parquet",
                                         schema, row_group_size=ROW_GROUP_ENTITIES, compression="zstd",
-                                        use_dictionary=dictionary_cols, sum_column="length")
+                                        use_dictionary=dictionary_cols, sum_column="length", prepartitioned=True)
             expected = [Path(shard_file(plan.name, s)).name for s in range(n_shards)]
             if [w.file for w in written] != expected or sum(w.rows for w in written) != n_entities:
                 raise RuntimeError(f"entity {plan.name}: wrote {[w.file for w in written]} with "

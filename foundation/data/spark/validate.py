@@ -4,8 +4,8 @@ Every row gets at most one reason, the first problem it has in the pyarrow backe
 order comes from `foundation.data.validate._row_checks`, so both backends share one list): conversion
 failures, null times, null or empty ids and keys, NaN/inf, nulls where forbidden, values outside
 [min, max], then repeated event ids (the first occurrence, by input row, among rows without another problem
-is kept). The checks are one CASE expression plus one window over the event id; the counts and one example
-row per reason are the only things collected to the driver.
+is kept). The checks are one CASE expression; repeated ids are found by shuffling (id, row) pairs only.
+The counts and one example row per reason are all that reaches the driver.
 
 Quarantined rows go to `<quarantine_dir>/<reason>.parquet` (raw columns with their input Arrow types plus
 `_source_row`, in input order) and `_summary.json`, exactly as the pyarrow backend writes them.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from foundation.data.schema import DataSchema, DataValidationError, SchemaError
@@ -32,6 +32,8 @@ from foundation.data.validate import SUMMARY_FILE, Problem, _input_column, _row_
 
 logger = logging.getLogger(__name__)
 REASON = "__reason"
+_ROW = "__source_row"  # the input row number inside the cached frame (never clashes with a field name)
+_BROADCAST_ROWS = 2_000_000  # repeated ids or quarantined rows joined back by broadcast up to this many
 QUARANTINE_ROW_GROUP = 128 * 1024
 QUARANTINE_ROWS_PER_TASK = 1_000_000  # quarantines are usually small: one task writes several reason files
 
@@ -42,12 +44,14 @@ class SparkValidationResult:
 
     Attributes:
         frame: the clean rows as a canonical DataFrame (architecture.md section 2 column names and order;
-            event_time and timestamp fields as Spark timestamps, UTC), persisted; call `unpersist()` when done.
+            event_time and timestamp fields as Spark timestamps, UTC), read from a cache; call `unpersist()`
+            when done.
         quarantine_counts: reason -> rows quarantined, in priority order (empty when all rows are clean).
         quarantine_paths: reason -> the parquet file of those rows.
         n_input_rows: rows read; == clean rows + sum(quarantine_counts.values()).
         n_clean_rows: rows in `frame`.
         problems: one `Problem` per reason (count, first input row and that row's raw values).
+        cached: the persisted frame behind `frame` (released by `unpersist`).
     """
 
     frame: DataFrame
@@ -56,14 +60,15 @@ class SparkValidationResult:
     n_input_rows: int = 0
     n_clean_rows: int = 0
     problems: list[Problem] = field(default_factory=list)
+    cached: DataFrame | None = None
 
     @property
     def n_quarantined(self) -> int:
         return sum(self.quarantine_counts.values())
 
     def unpersist(self) -> None:
-        """Release the cached clean rows."""
-        self.frame.unpersist()
+        """Release the cached rows `frame` reads from."""
+        (self.cached if self.cached is not None else self.frame).unpersist()
 
 
 def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | None = None,
@@ -93,8 +98,7 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
     converted = convert_columns(raw, schema, col(ROW), raw_arrow)
     values = {c.name: f"__v{i}" for i, c in enumerate(converted)}
     flags = {c.reason: f"__f{i}" for i, c in enumerate(converted) if c.failed is not None}
-    staged = raw.select(*[col(c) for c in raw_columns], ROW,
-                        *[c.value.alias(values[c.name]) for c in converted],
+    staged = raw.select(F.col(ROW).alias(_ROW), *[c.value.alias(values[c.name]) for c in converted],
                         *[c.failed.alias(flags[c.reason]) for c in converted if c.failed is not None])
     reasons = _reasons(schema, converted, values, flags)
     reason = F.coalesce(*[F.when(cond, F.lit(r)) for r, cond, _ in reasons]) if reasons else F.lit(None)
@@ -102,21 +106,21 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
     order = [r for r, _, _ in reasons]
     described = {r: d for r, _, d in reasons}
     if schema.event_id is not None:
-        # Among rows with no other problem, an id seen at an earlier input row is a duplicate.
-        eligible = F.col(REASON).isNull()
-        first = F.min(F.when(eligible, F.col(ROW))).over(Window.partitionBy(values["event_id"]))
-        tagged = tagged.withColumn(REASON, F.when(eligible & (F.col(ROW) > first), F.lit("duplicate_event_id"))
-                                   .otherwise(F.col(REASON)))
+        tagged = _mark_duplicates(tagged, values["event_id"])
         order.append("duplicate_event_id")
         described["duplicate_event_id"] = (schema.event_id, "event_id",
                                            "event id already seen in an earlier row (the first occurrence is kept)")
-    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    # Only the canonical values, the row number and the reason are cached (the clean rows are read from this
+    # cache by every later step); raw values are read again for the few quarantined rows.
+    tagged = tagged.select(_ROW, REASON, *[
+        (to_timestamp_ms(F.col(values[c.name])) if _is_time(schema, c.name) else F.col(values[c.name])).alias(c.name)
+        for c in converted]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = {r[REASON]: (r["n"], r["first"]) for r in
-                 tagged.groupBy(REASON).agg(F.count(F.lit(1)).alias("n"), F.min(ROW).alias("first")).collect()}
+                 tagged.groupBy(REASON).agg(F.count(F.lit(1)).alias("n"), F.min(_ROW).alias("first")).collect()}
         n = sum(count for count, _ in stats.values())
         found = [r for r in order if r in stats]
-        examples = _examples(tagged, raw_columns, [stats[r][1] for r in found])
+        examples = _examples(raw, raw_columns, [stats[r][1] for r in found])
         problems = [Problem(r, *described[r][:2], described[r][2], stats[r][0], stats[r][1], examples[stats[r][1]])
                     for r in found]
         if problems and on_error == "raise":
@@ -126,19 +130,35 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
             qdir = quarantine_dir or schema.validation.quarantine_dir
             if not qdir:
                 raise SchemaError("validation.quarantine_dir: required when on_error is 'quarantine'")
-            paths = _write_quarantine(tagged, raw_columns, problems, Path(qdir), schema, n, raw_arrow)
+            paths = _write_quarantine(raw, tagged, raw_columns, problems, Path(qdir), schema, n, raw_arrow)
             summary = ", ".join(f"{p.reason}={p.count}" for p in problems)
             logger.warning("dataset '%s': quarantined %d of %d rows (%s) -> %s", schema.name,
                            sum(p.count for p in problems), n, summary, qdir)
-        clean = tagged.filter(F.col(REASON).isNull()).select(*[
-            (to_timestamp_ms(F.col(values[c.name])) if _is_time(schema, c.name) else F.col(values[c.name]))
-            .alias(c.name) for c in converted])
-        clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
-        n_clean = clean.count()  # materialise the clean rows before the tagged ones are released
-    finally:
+    except BaseException:
         tagged.unpersist()
+        raise
+    clean = tagged.filter(F.col(REASON).isNull()).select(*[c.name for c in converted])
     return SparkValidationResult(frame=clean, quarantine_counts={p.reason: p.count for p in problems},
-                                 quarantine_paths=paths, n_input_rows=n, n_clean_rows=n_clean, problems=problems)
+                                 quarantine_paths=paths, n_input_rows=n, n_clean_rows=stats.get(None, (0, 0))[0],
+                                 problems=problems, cached=tagged)
+
+
+def _mark_duplicates(tagged: DataFrame, event_id: str) -> DataFrame:
+    """Among rows with no other problem, a row whose id appeared at an earlier input row is a duplicate.
+
+    Only (id, row) pairs are shuffled to find the repeated ids and their first row; that set (empty in clean
+    data) is joined back, by broadcast while it is small.
+    """
+    eligible = tagged.filter(F.col(REASON).isNull()).select(event_id, _ROW)
+    firsts = (eligible.groupBy(event_id).agg(F.min(_ROW).alias("__first"), F.count(F.lit(1)).alias("__n"))
+              .filter(F.col("__n") > 1).select(event_id, "__first"))
+    n_repeated = firsts.count()
+    if n_repeated == 0:
+        return tagged
+    joined = tagged.join(F.broadcast(firsts) if n_repeated <= _BROADCAST_ROWS else firsts, event_id, "left")
+    duplicate = F.col(REASON).isNull() & F.col("__first").isNotNull() & (F.col(_ROW) > F.col("__first"))
+    return joined.withColumn(REASON, F.when(duplicate, F.lit("duplicate_event_id")).otherwise(F.col(REASON))) \
+        .drop("__first")
 
 
 def _is_time(schema: DataSchema, name: str) -> bool:
@@ -181,22 +201,25 @@ def _check(reason: str, v: Column, converted: Converted, schema: DataSchema) -> 
     raise ValueError(f"unknown check {reason}")
 
 
-def _examples(tagged: DataFrame, raw_columns: list[str], rows: list[int]) -> dict[int, dict]:
+def _examples(raw: DataFrame, raw_columns: list[str], rows: list[int]) -> dict[int, dict]:
     """Raw values of a few input rows, by row number (one per reason: a handful of rows)."""
     if not rows:
         return {}
-    picked = tagged.filter(F.col(ROW).isin(rows)).select(*[col(c) for c in raw_columns], ROW).collect()
+    picked = raw.filter(F.col(ROW).isin(rows)).select(*[col(c) for c in raw_columns], ROW).collect()
     return {r[ROW]: {c: r[c] for c in raw_columns} for r in picked}
 
 
-def _write_quarantine(tagged: DataFrame, raw_columns: list[str], problems: list[Problem], qdir: Path,
-                      schema: DataSchema, n: int, raw_arrow: pa.Schema | None) -> dict[str, Path]:
+def _write_quarantine(raw: DataFrame, tagged: DataFrame, raw_columns: list[str], problems: list[Problem],
+                      qdir: Path, schema: DataSchema, n: int, raw_arrow: pa.Schema | None) -> dict[str, Path]:
     """Each reason's rows -> `<qdir>/<reason>.parquet`, plus `_summary.json`; stale files of a previous run
     (listed in its summary, not rewritten now) are removed, nothing else in the folder is touched."""
     qdir.mkdir(parents=True, exist_ok=True)
     summary_path = qdir / SUMMARY_FILE
     previous = json.loads(summary_path.read_text()).get("files", {}) if summary_path.exists() else {}
-    bad = tagged.filter(F.col(REASON).isNotNull()).select(*[col(c) for c in raw_columns], ROW, REASON)
+    n_bad = sum(p.count for p in problems)
+    reasons = tagged.filter(F.col(REASON).isNotNull()).select(F.col(_ROW).alias(ROW), REASON)
+    reasons = F.broadcast(reasons) if n_bad <= _BROADCAST_ROWS else reasons
+    bad = raw.select(*[col(c) for c in raw_columns], ROW).join(reasons, ROW)
     if raw_arrow is None:
         from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -204,7 +227,6 @@ def _write_quarantine(tagged: DataFrame, raw_columns: list[str], problems: list[
     target = pa.schema([raw_arrow.field(c) for c in raw_columns] + [pa.field(ROW, pa.int64())])
     staging = staging_dir(qdir)
     try:
-        n_bad = sum(p.count for p in problems)
         written = write_keyed_files(bad, REASON, len(problems), [ROW], staging, "{key}.parquet", target,
                                     row_group_size=QUARANTINE_ROW_GROUP,
                                     partitions=min(len(problems), 1 + n_bad // QUARANTINE_ROWS_PER_TASK))

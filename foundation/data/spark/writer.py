@@ -47,7 +47,7 @@ class WrittenFile:
 def write_keyed_files(frame: DataFrame, key: str, n_keys: int, order: list[str], staging: Path, name_format: str,
                       schema: pa.Schema, *, row_group_size: int, compression: str = "zstd",
                       use_dictionary: list[str] | bool = True, sum_column: str | None = None,
-                      partitions: int | None = None) -> list[WrittenFile]:
+                      partitions: int | None = None, prepartitioned: bool = False) -> list[WrittenFile]:
     """Write the rows of each key of `frame` into their own parquet file under `staging`.
 
     Args:
@@ -64,12 +64,17 @@ def write_keyed_files(frame: DataFrame, key: str, n_keys: int, order: list[str],
         sum_column: an integer column of `schema` to sum per file (reported as `total`).
         partitions: write tasks (default `n_keys`: one file per task); fewer when files are small, since
             a task writes every key that hashes to it, one file each.
+        prepartitioned: `frame` already holds each key in a single partition (e.g. it was grouped after a
+            `repartition(n, key)`), so it is only sorted, not shuffled again.
     Returns:
         the files written, sorted by name.
     """
     staging.mkdir(parents=True, exist_ok=True)
     columns = [key] + list(schema.names)
-    parts = frame.select(*columns).repartition(max(1, partitions or n_keys), key).sortWithinPartitions(key, *order)
+    parts = frame.select(*columns)
+    if not prepartitioned:
+        parts = parts.repartition(max(1, partitions or n_keys), key)
+    parts = parts.sortWithinPartitions(key, *order)
     task = partial(_write_partition, staging=str(staging), key=key, name_format=name_format,
                    schema_ipc=schema.serialize().to_pybytes(), row_group_size=row_group_size,
                    compression=compression, use_dictionary=use_dictionary, sum_column=sum_column)

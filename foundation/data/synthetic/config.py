@@ -74,7 +74,7 @@ class CardTestingParams:
 
     PREFIX = "card_testing"
     card_rate: float = 0.02  # share of cards hit by one card-testing episode
-    n_merchants: int = 6  # small online merchants (digital goods, charities) fraudsters test on
+    n_merchants: int = 6  # online US merchants (digital goods, charities) fraudsters test on
     attempts_min: int = 6  # attempts per burst
     attempts_max: int = 30
     amount_min: float = 0.5  # USD, uniform

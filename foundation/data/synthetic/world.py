@@ -273,12 +273,14 @@ def _fates(config: SyntheticConfig, merchants: dict, period_ms: int) -> dict[str
     comp_start[chosen] = begin.astype(np.int64)
     comp_end[chosen] = (begin + length).astype(np.int64)
 
-    # Testers work on small US sites (amounts in USD); any testing-category site when the world has none.
+    # Testers work on US digital-goods and donation sites (amounts in USD), preferring busy ones where
+    # their attempts blend in; any testing-category site when the world has no US one.
     testing = np.array([c.testing for c in CATEGORIES])[cat] & (online == 1)
     pool = np.nonzero(testing & (merchants["merchant_country"] == 0))[0]
     if len(pool) == 0:
         pool = np.nonzero(np.array([c.testing for c in CATEGORIES])[cat])[0]
-    testers = np.sort(rng.choice(pool, min(config.card_testing.n_merchants, len(pool)), replace=False))
+    testers = np.sort(rng.choice(pool, min(config.card_testing.n_merchants, len(pool)), replace=False,
+                                 p=popularity[pool] / popularity[pool].sum()))
     return dict(compromise_start=comp_start, compromise_end=comp_end, compromised=chosen, testing_merchants=testers)
 
 

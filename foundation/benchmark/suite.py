@@ -1,0 +1,241 @@
+"""`run_suite(cfg)`: every benchmark section on this machine -> benchmarks/results.json and results.md.
+
+Sections (conf/benchmark.yaml `sections`):
+1. `data`: generation, read, validation, sequences, tokenizer fit/encode events/s on a fresh synthetic world.
+2. `training`: pretraining events/s, MFU and data share of each preset x encoder.
+3. `lifestream`: pytorch-lifestream CoLES against ours (contrastive): events/s and downstream fraud PR-AUC.
+4. `embeddings`: entity embedding export, entities/s.
+5. `serving`: /v1/score p50/p99 at 1 and 16 clients, /v1/events events/s, of the real service.
+
+Each section records its own date, wall time, load average before and after, and its error (with the end of
+the traceback) instead of numbers when it fails; the others still run. results.json also holds the machine
+facts and the resolved config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from foundation.benchmark.comparison import error_entry
+from foundation.benchmark.context import BenchContext
+from foundation.benchmark.report import render_markdown
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the numbers depend on: CPU, cores, memory, library versions, torch threads, commit."""
+    import lightgbm
+    import numpy
+    import pyarrow
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    memory_gb = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        total = next((line for line in meminfo.read_text().splitlines() if line.startswith("MemTotal")), None)
+        memory_gb = round(int(total.split()[1]) / 2**20, 1) if total else None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"cpu_model": cpu, "cores": os.cpu_count(),
+            "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "memory_gb": memory_gb, "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(), "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__, "lightgbm": lightgbm.__version__, "git_commit": commit,
+            "load_avg": load_average()}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def section_data(ctx: BenchContext) -> dict[str, Any]:
+    from foundation.benchmark.data import bench_data_stages
+
+    d = ctx.cfg.data
+    work = ctx.work_dir / f"data-{int(d.n_events)}"
+    if work.exists():
+        shutil.rmtree(work)  # a fresh world: generation is one of the measured stages
+    try:
+        out = bench_data_stages(int(d.n_events), int(d.n_customers), work, seed=int(d.seed))
+    finally:
+        if not d.keep and work.exists():
+            shutil.rmtree(work)
+    return {"settings": {"n_events": int(d.n_events), "n_customers": int(d.n_customers)}, **out}
+
+
+def section_training(ctx: BenchContext) -> dict[str, Any]:
+    from foundation.benchmark.training import bench_training, matmul_peak_flops
+
+    t = ctx.cfg.training
+    tokenizer = ctx.prepared.tokenizer
+    encoded = ctx.encoded(str(t.entity_type))
+    peak = matmul_peak_flops()
+    runs = []
+    for preset in t.presets:
+        for encoder in t.encoders:
+            started = load_average()
+            try:
+                run = bench_training(encoded, tokenizer.field_specs(), list(tokenizer.entity_types), str(preset),
+                                     str(encoder), batch_size=int(t.batch_size), max_len=int(t.max_len),
+                                     steps=int(t.steps), warmup=int(t.warmup), peak_flops=peak)
+                runs.append({**run, "load_avg": [started[0], load_average()[0]]})
+            except Exception as err:  # one configuration failing does not hide the others
+                runs.append({"preset": str(preset), "encoder": str(encoder), **error_entry(err)})
+            print(f"training {preset}/{encoder}: {runs[-1].get('events_per_s', runs[-1].get('error'))} events/s",
+                  flush=True)
+    settings = {"entity_type": str(t.entity_type), "batch_size": int(t.batch_size), "max_len": int(t.max_len),
+                "steps": int(t.steps), "warmup": int(t.warmup), "peak_gflops": round(peak / 1e9, 1),
+                "entities": encoded.num_rows, "prepared": str(ctx.prepared.root)}
+    return {"settings": settings, "runs": runs}
+
+
+def section_lifestream(ctx: BenchContext) -> dict[str, Any]:
+    from foundation.benchmark.comparison import bench_comparison
+
+    lcfg = OmegaConf.to_container(ctx.cfg.lifestream, resolve=True)
+    return bench_comparison(ctx.prepared, lcfg, ctx.work_dir / "lifestream", load=lambda: load_average()[0])
+
+
+def section_embeddings(ctx: BenchContext) -> dict[str, Any]:
+    from foundation.embeddings.checkpoint import PretrainedRun
+    from foundation.embeddings.export import export_embeddings
+    from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates
+
+    e = ctx.cfg.embeddings
+    run = PretrainedRun.load(ctx.pretrained_run)
+    _, store, _ = run.store(run.data_config())
+    encoder = PointInTimeEncoder(run.model, run.tokenizer.field_specs(), int(e.batch_tokens), "cpu", progress=False)
+    states = PointInTimeStates(store, encoder)
+    types = list(e.entity_types) if e.entity_types else store.entity_types
+    modes: dict[str, dict[str, Any]] = {}
+    for mode in e.modes:
+        modes[str(mode)] = {}
+        for entity_type in types:
+            try:
+                summary = export_embeddings(states, ctx.work_dir / "embeddings" / str(mode), str(mode), [entity_type],
+                                            int(e.chunk_entities))
+                n = summary.entities[entity_type]
+                modes[str(mode)][entity_type] = {
+                    "entities": n, "rows": summary.rows[entity_type], "seconds": round(summary.seconds, 2),
+                    "entities_per_s": round(n / max(summary.seconds, 1e-9), 1), "events_read": summary.events_read,
+                    "events_per_s": round(summary.events_read / max(summary.seconds, 1e-9), 1)}
+            except Exception as err:
+                modes[str(mode)][entity_type] = error_entry(err)
+    return {"preset": str(ctx.cfg.checkpoint.preset), "max_len": int(run.model.config.max_position),
+            "hidden_size": int(run.model.config.hidden_size), "threads": torch.get_num_threads(),
+            "checkpoint": str(ctx.pretrained_run), "modes": modes}
+
+
+def section_serving(ctx: BenchContext) -> dict[str, Any]:
+    from foundation.benchmark.service import bench_serving
+
+    scfg = OmegaConf.to_container(ctx.cfg.serving, resolve=True)
+    return {"checkpoint": str(ctx.pretrained_run), "finetune_run": str(ctx.finetune_run),
+            **bench_serving(ctx.pretrained_run, ctx.finetune_run, ctx.root, scfg, ctx.work_dir / "serving")}
+
+
+SECTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
+    "data": section_data, "training": section_training, "lifestream": section_lifestream,
+    "embeddings": section_embeddings, "serving": section_serving,
+}
+
+
+# ---------------------------------------------------------------- the suite
+
+
+def has_error(node: Any) -> bool:
+    """Whether any nested entry of a section's results records an error."""
+    if isinstance(node, dict):
+        return "error" in node or any(has_error(v) for v in node.values())
+    if isinstance(node, list):
+        return any(has_error(v) for v in node)
+    return False
+
+
+def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict[str, Any]:
+    """Run one section; its results, or its error, with date, wall time and load averages."""
+    entry: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                             "load_avg_start": load_average()}
+    start = time.perf_counter()
+    print(f"\n=== benchmark section: {name} ===", flush=True)
+    try:
+        entry["results"] = SECTIONS[name](ctx)
+        entry["status"] = "partial" if has_error(entry["results"]) else "ok"
+    except Exception as err:  # recorded, and the next section runs
+        log.exception("benchmark section %s failed", name)
+        entry.update(status="error", **error_entry(err))
+    entry["wall_s"] = round(time.perf_counter() - start, 1)
+    entry["load_avg_end"] = load_average()
+    cores = os.cpu_count() or 1
+    # The 5-minute average covers a typical section; either average above the bar marks it as distorted.
+    entry["distorted"] = max(entry["load_avg_start"][1], entry["load_avg_end"][1]) / cores > busy_load_per_core
+    print(f"=== {name}: {entry['status']} in {entry['wall_s']} s (load {entry['load_avg_end'][0]}) ===", flush=True)
+    return entry
+
+
+def run_suite(cfg: DictConfig) -> Path:
+    """Run the configured sections, write `<out_dir>/results.json` and `results.md`, print the table.
+
+    Args:
+        cfg: the composed conf/benchmark.yaml.
+    Returns:
+        The path of results.md (printed last by scripts/benchmark.py).
+    """
+    unknown = [s for s in cfg.sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"sections: unknown {unknown}; valid: {list(SECTIONS)}")
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    out_dir = Path(str(cfg.out_dir)).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    results: dict[str, Any] = {"sections": {}}
+    if cfg.get("merge") and json_path.exists():
+        results = json.loads(json_path.read_text())
+        results.setdefault("sections", {})
+    ctx = BenchContext(cfg)
+    started = time.perf_counter()
+    results.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), machine=machine_facts(),
+                   config=OmegaConf.to_container(cfg, resolve=True))
+    for name in cfg.sections:
+        results["sections"][name] = run_section(str(name), ctx, float(cfg.busy_load_per_core))
+        results["sections"] = {k: results["sections"][k] for k in SECTIONS if k in results["sections"]}
+        # Written after every section: a later crash or interrupt keeps what was measured.
+        json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        md_path.write_text(render_markdown(results))
+    results["suite_wall_s"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_avg_end"] = load_average()
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    md_path.write_text(render_markdown(results))
+    print("\n" + md_path.read_text(), flush=True)
+    print(f"results: {json_path} (suite {results['suite_wall_s']} s)", flush=True)
+    return md_path

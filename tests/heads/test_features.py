@@ -1,0 +1,79 @@
+"""Task features: the scorer's layout row by row, example states from the store, raw fields without outcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from foundation.data.validate import validate
+from foundation.embeddings import PointInTimeEncoder, PointInTimeStates
+from foundation.heads.features import (
+    FeatureLayout,
+    example_keys,
+    example_states,
+    raw_field_features,
+    task_feature_matrix,
+)
+from foundation.serving.features import task_features
+from tests.embeddings.world import World, raw_events, session_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    return session_world(tmp_path_factory)
+
+
+def test_matrix_rows_are_the_scorers_task_features():
+    rng = np.random.default_rng(0)
+    hidden = [rng.normal(size=(7, 4)).astype(np.float32) for _ in range(2)]
+    flags = [rng.random(7) < 0.5, np.ones(7, bool)]
+    vector = rng.normal(size=(7, 4)).astype(np.float32)
+    matrix = task_feature_matrix(hidden, flags, vector)
+    layout = FeatureLayout(("customer", "merchant"), 4)
+    assert matrix.shape == (7, layout.n_features) == (7, len(layout.names()))
+    for i in range(7):
+        np.testing.assert_array_equal(matrix[i], task_features([h[i] for h in hidden], [f[i] for f in flags],
+                                                               vector[i]))
+    with pytest.raises(ValueError, match="differ"):
+        task_feature_matrix([hidden[0][:, :3]], [flags[0]], vector)
+
+
+def _canonical(world: World) -> pa.Table:
+    return validate(raw_events(), world.schema, on_error="raise").table
+
+
+def test_example_states_put_the_event_right_after_its_customer_state(world):
+    events = _canonical(world)
+    attempts = pc.is_in(events["event_type"], value_set=pa.array(["charge", "decline"]))
+    rows = pa.table({"row": pa.array(np.flatnonzero(attempts.to_numpy(zero_copy_only=False))[:60])})
+    keys = example_keys(events, rows, ["customer", "merchant", "issuer"])
+    encoder = PointInTimeEncoder(world.run.model, world.run.tokenizer.field_specs(), 256, progress=False)
+    states = example_states(PointInTimeStates(world.store, encoder), keys, ["customer", "merchant", "issuer"])
+    features = states.features(["customer", "issuer"])
+    assert features.shape == (60, FeatureLayout(("customer", "issuer"), encoder.hidden_size).n_features)
+    assert np.isfinite(features).all()
+    # the first attempt of a customer has no history: zeros and a 0 flag
+    first = ~states.states["customer"].has_history
+    assert first.any() and not features[first, : encoder.hidden_size].any()
+    sub = states.take(np.array([5, 2]))
+    np.testing.assert_array_equal(sub.features(["customer", "merchant"]),
+                                  states.features(["customer", "merchant"])[[5, 2]])
+    np.testing.assert_array_equal(states.positions(sub.event_ids), [5, 2])
+    # an event that is not in its customer's sequence cannot get an event vector
+    fake = keys.set_column(0, "event_id", pa.array(["no-such-event"] * keys.num_rows))
+    with pytest.raises(ValueError, match="not in their customer sequence"):
+        example_states(PointInTimeStates(world.store, encoder), fake.slice(0, 3), ["customer"])
+
+
+def test_raw_fields_hold_no_outcome_and_no_label(world):
+    events = _canonical(world)
+    raw = raw_field_features(events, world.schema, {"country_fields": ["merchant_country", "card_country"]})
+    assert raw.values.shape == (events.num_rows, len(raw.names))
+    for name in ("event_type", "decline_code", "is_fraud", "approved", "descriptor"):
+        assert name not in raw.names
+    assert {"amount", "mcc", "channel", "cross_border", "hour", "day_of_week"} <= set(raw.names)
+    # encoding one new event with the trained vocabularies gives the same codes (what a scorer would do)
+    one = raw_field_features(events.slice(10, 1), world.schema, {}, categories=raw.categories)
+    np.testing.assert_array_equal(one.values[0], raw.values[10])
