@@ -92,9 +92,12 @@ def bench_training(
         idx = np.sort(rng.choice(encoded.num_rows, size=min(batch_size, encoded.num_rows), replace=False))
         return collate(encoded.take(pa.array(idx)))
 
-    probe = draw()
     # FLOPs scale with padded positions (B*T); count once, then scale per step (the counter itself is slow).
-    flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
+    # The first untimed warm-up step doubles as the count; without warm-up, one extra pass counts.
+    flops_per_position = None
+    if warmup == 0:
+        probe = draw()
+        flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
     data_s = model_s = flops = cpu_s = 0.0
     events = 0
     for step in range(warmup + steps):
@@ -102,8 +105,14 @@ def bench_training(
         t0 = time.perf_counter()
         batch = draw()
         t1 = time.perf_counter()
-        loss = model(batch).loss
-        loss.backward()
+        if flops_per_position is None:
+            with FlopCounterMode(display=False) as counter:
+                loss = model(batch).loss
+                loss.backward()
+            flops_per_position = counter.get_total_flops() / batch["attention_mask"].numel()
+        else:
+            loss = model(batch).loss
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         t2 = time.perf_counter()

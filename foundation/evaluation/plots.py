@@ -29,10 +29,12 @@ def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(a[keep] for a in arrays)
 
 
-def _save(fig: plt.Figure, path: Path, top: float = 0.9) -> Path:
+def _save(fig: plt.Figure, path: Path, title_lines: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # fixed margins: tight_layout measures every text box and costs more than drawing the figure
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=top, wspace=0.28)
+    # fixed margins in inches: tight_layout measures every text box and costs more than drawing the figure
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.6 / height,
+                        top=1 - 0.35 * title_lines / height, wspace=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -84,7 +86,7 @@ def plot_score_distributions(path: Path, task: str, curves: Mapping[str, tuple[n
         ax.set(yscale="log", xlabel="score", title=name)
         ax.legend(fontsize=7)
     fig.suptitle(f"{task}: test score distributions by class")
-    return _save(fig, path, top=0.84)
+    return _save(fig, path, title_lines=2)
 
 
 def plot_label_efficiency(path: Path, task: str, points: Mapping[str, Sequence[tuple[float, dict]]],

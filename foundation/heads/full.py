@@ -227,7 +227,7 @@ class FullHead:
             loss.backward()
             torch.nn.utils.clip_grad_norm_([*self.encoder.parameters(), *self.head.parameters()], 1.0)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % self.eval_every == 0 or step == self.steps:
                 score = pr_auc(validation.labels, self.predict_windows(validation))
                 history.append((step, round(score, 6)))

@@ -173,13 +173,13 @@ CSV_HEADER = "time;card;terminal;amt;mcc;result;fraud_flag\n"
 
 def write_csv(folder: Path, seed: int = 0) -> None:
     """Two messy CSV files: ISO times with and without offsets, fractions, a garbage time, keys with leading
-    zeros, empty and quoted-empty keys, padded/blank/non-numeric/NaN/negative amounts, non-ASCII ids."""
+    zeros, empty and quoted-empty keys, padded/blank/non-numeric/NaN/negative/zero amounts, non-ASCII ids."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     times = ["2024-01-0{d}T1{h}:0{m}:00", "2024-01-0{d} 1{h}:0{m}:05.25", "2024-01-0{d}T1{h}:0{m}:00Z",
              "2024-01-0{d}T1{h}:0{m}:00+02:00", "2024-01-0{d}", " 2024-01-0{d} 1{h}:0{m} "]
     cards = ["0012", "12", "äb", "c9", "C10", "c1", '""', ""]
-    amounts = ["12.5", " 3 ", "1e2", "7", "-3", "", "abc", "nan", "0.1"]
+    amounts = ["12.5", " 3 ", "1e2", "7", "-3", "", "abc", "nan", "0"]  # "0" is on the min: 0 boundary
     for part in range(2):
         lines = [CSV_HEADER]
         for _ in range(150):

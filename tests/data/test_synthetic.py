@@ -343,6 +343,36 @@ def test_issuer_declines_rise_with_amount_cross_border_and_velocity(medium):
     assert (a.code == "65").sum() > 0 and a[a.code == "65"].velocity_1h.min() >= 4
 
 
+@pytest.mark.slow
+def test_fraud_needs_the_sequence(medium):
+    """A GBDT on the event's own fields finds some fraud; the card's recent history finds much more."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from sklearn.metrics import average_precision_score
+
+    _, _, df = medium
+    a = attempts(df)
+    own = pd.DataFrame({"log_amount": np.log(a.amount), "cross_border": a.merchant_country != a.card_country,
+                        "hour": a.ts.dt.hour, **{c: a[c].astype("category") for c in
+                                                 ("mcc", "channel", "merchant_country", "card_country")}})
+    small_web = ((a.amount <= 2) & (a.channel == "ecommerce")).to_numpy()
+    log_amount = np.log(a.amount)
+    history = pd.DataFrame({
+        "small_web_10m": recent(a, 10 * MINUTE, small_web), "attempts_1h": recent(a, HOUR),
+        "attempts_1d": recent(a, DAY), "declines_1d": recent(a, DAY, (a.code != "ok").to_numpy()),
+        "new_country": a.groupby(["card_id", "merchant_country"]).cumcount() == 0,
+        "new_mcc": a.groupby(["card_id", "mcc"]).cumcount() == 0,
+        "amount_vs_usual": log_amount - log_amount.groupby(a.card_id).transform(
+            lambda x: x.expanding().mean().shift(1)),
+    })
+    train, test = (a.ts < "2024-05-01").to_numpy(), (a.ts >= "2024-05-15").to_numpy()
+    scores = {}
+    for name, features in (("own", own), ("with history", pd.concat([own, history], axis=1))):
+        model = lightgbm.LGBMClassifier(n_estimators=200, learning_rate=0.05, verbose=-1, random_state=0)
+        model.fit(features[train], a.is_fraud[train])
+        scores[name] = average_precision_score(a.is_fraud[test], model.predict_proba(features[test])[:, 1])
+    assert scores["with history"] > scores["own"] + 0.15 and scores["with history"] > 0.7, scores
+
+
 # ---------------------------------------------------------------- ensure, Hydra, errors
 
 def test_ensure_skips_matching_files_and_regenerates_on_change(tmp_path):

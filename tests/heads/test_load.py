@@ -26,7 +26,8 @@ def test_round_trip_gives_identical_probabilities(kind, tmp_path):
         head = MLPHead(hidden_sizes=[8], max_epochs=3).fit(X, y, Xv, yv)
     elif kind == "gbdt":
         head = GBDTHead({"num_threads": 1, "min_data_in_leaf": 10}, num_boost_round=20).fit(X, y, Xv, yv)
-    else:  # an untrained full head on a tiny encoder: 2 entities of width 2 + event 2 + 2 flags = 6 features
+    else:  # an untrained full head on a tiny encoder: 2 entities of width 2 + event 2 + 2 flags = 8 features
+        X, Xv = np.hstack([X, X[:, :2]]), np.hstack([Xv, Xv[:, :2]])
         encoder = FoundationModel(tiny(FIELDS, ["customer", "merchant"], hidden_size=2, num_heads=1))
         head = FullHead(encoder, FIELDS, ["customer", "merchant"], hidden_sizes=[4])
         head.choose_threshold(yv, head.predict_proba(Xv))

@@ -65,7 +65,8 @@ def build_sequence_folder(cfg: DictConfig) -> BuildReport:
         cfg: composed conf/build_sequences.yaml: `data`, `paths`, `backend`, `period` (a split name or "all":
             every event before the end of the test split), `until`, `entities_per_shard`, `entity_types`,
             `count_values_from` (a sequence folder whose manifest pins the aggregate count columns), `out_dir`,
-            and `spark` (master, app_name, conf) for the Spark backend.
+            `prepared` (write into the folder foundation.preparation reads instead of `out_dir`), and `spark`
+            (master, app_name, conf) for the Spark backend.
     Returns:
         the BuildReport.
     """
@@ -75,10 +76,12 @@ def build_sequence_folder(cfg: DictConfig) -> BuildReport:
     _ensure_synthetic(cfg)
     schema = DataSchema.from_config(cfg.data)
     period, until = _window(cfg, schema)
+    out_dir, pinned_from = Path(str(cfg.out_dir)), cfg.get("count_values_from")
+    if cfg.get("prepared"):
+        out_dir, pinned_from = _prepared_target(cfg, schema, pinned_from)
     options: dict[str, Any] = {"until": until, "entities_per_shard": int(cfg.entities_per_shard),
                                "entity_types": _list(cfg.get("entity_types")),
-                               "count_values": _pinned_counts(cfg.get("count_values_from"))}
-    out_dir = Path(str(cfg.out_dir))
+                               "count_values": _pinned_counts(pinned_from)}
     began, startup = time.perf_counter(), 0.0
     if backend == "pyarrow":
         from foundation.data.events import read_events
@@ -115,6 +118,27 @@ def _window(cfg: DictConfig, schema: DataSchema) -> tuple[str | None, Any]:
     if until is None:
         return None, test_end
     return None, min(test_end, pd.Timestamp(str(until)).to_pydatetime())
+
+
+def _prepared_target(cfg: DictConfig, schema: DataSchema, pinned_from: Any) -> tuple[Path, Any]:
+    """The sequence folder foundation.preparation reads for `cfg.period`, and where "all" takes its aggregate
+    columns from (the pretrain folder, as preparation does), so scripts/pretrain.py finds both folders complete
+    and uses these shards."""
+    from foundation.preparation import PERIODS, fingerprint
+
+    period = str(cfg.period)
+    if period not in PERIODS:
+        raise ValueError(f"prepared: true writes the folders pretraining reads ({', '.join(PERIODS)}), "
+                         f"not period {period!r}")
+    if cfg.get("until") is not None or cfg.get("entity_types") is not None:
+        raise ValueError("prepared: true builds exactly what preparation builds; leave until and entity_types null")
+    sequences = Path(str(cfg.paths.data_dir)) / schema.name / "prepared" / fingerprint(cfg.data, schema) / "sequences"
+    if period == "all" and pinned_from is None:
+        if not (sequences / "pretrain" / "manifest.json").exists():
+            raise FileNotFoundError(f"{sequences / 'pretrain'}: build period=pretrain first (period=all counts the "
+                                    f"aggregate values chosen on the pretraining period)")
+        pinned_from = sequences / "pretrain"
+    return sequences / period, pinned_from
 
 
 def _list(value: Any) -> list[str] | None:

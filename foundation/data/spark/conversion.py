@@ -35,6 +35,12 @@ _EPOCH_DIV = {"us": 1000, "ns": 1_000_000}
 # What Arrow's string -> timestamp[ms] cast accepts (checked against pyarrow): a date, optionally an hour,
 # minutes, seconds and up to 3 fraction digits; no zone, no spaces around.
 _ARROW_ISO_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,3})?)?)?)?$"
+# pyarrow's ISO grammar as a Java regex (unnamed groups: date, time, fraction, zone), and the same with an
+# hour-only time allowed.
+_ISO_JAVA = re.sub(r"\?P<\w+>", "", _ISO_RE)
+_ISO_HOUR_JAVA = _ISO_JAVA.replace(r"(\d{2}:\d{2}(?::\d{2})?)", r"(\d{2}(?::\d{2}(?::\d{2})?)?)")
+if _ISO_HOUR_JAVA == _ISO_JAVA:
+    raise RuntimeError("foundation.data.events._ISO_RE changed shape; update the Spark ISO parser to match it")
 _STRPTIME = {"Y": "yyyy", "m": "M", "d": "d", "H": "H", "M": "m", "S": "s", "y": "yy", "b": "MMM", "B": "MMMM",
              "p": "a", "I": "h", "j": "D", "a": "EEE", "A": "EEEE"}
 _FIXED = {"m": "MM", "d": "dd", "H": "HH", "M": "mm", "S": "ss", "I": "hh", "j": "DDD"}
@@ -132,14 +138,15 @@ class _Planner:
             integral = F.when(v.isNull(), True).otherwise(~F.isnan(v) & (F.abs(v) != float("inf"))
                                                           & (F.floor(v) == v))
             self.fact_exprs[f"integral:{column}"] = F.min(integral.cast("int"))
-        if kind == "time" and isinstance(dtype, T.StringType) and job[3] is None:
-            if job[2] is None:  # ISO strings: does every value pass Arrow's own cast?
+        if kind == "time" and isinstance(dtype, T.StringType):
+            unit, fmt = job[2], job[3]
+            if unit is not None:  # numeric epochs as strings: is any value not a number at all?
+                _, bad = _parse_number(col(column))
+                self.fact_exprs[f"not_number:{column}"] = F.max(bad.cast("int"))
+            elif fmt is None:  # ISO strings: does every value pass Arrow's own cast?
                 ok = F.when(col(column).isNull(), True).otherwise(
                     col(column).rlike(_ARROW_ISO_RE) & _iso_millis(col(column), allow_hour_only=True).isNotNull())
                 self.fact_exprs[f"arrow_iso:{column}"] = F.min(ok.cast("int"))
-            else:  # numeric epochs as strings: is any value not a number at all?
-                _, bad = _parse_number(col(column))
-                self.fact_exprs[f"not_number:{column}"] = F.max(bad.cast("int"))
 
     def resolve_facts(self) -> None:
         if self.fact_exprs:
@@ -278,10 +285,7 @@ def _iso_millis(text: Column, allow_hour_only: bool = False) -> Column:
     """ISO-8601 'YYYY-MM-DD[ T]HH:MM[:SS][.fff][Z|+HH:MM]' -> epoch ms (offsets applied), null otherwise;
     impossible dates (2024-02-30) are null. The same grammar as pyarrow's `_parse_iso`, plus an hour-only
     time when `allow_hour_only` (what Arrow's cast accepts)."""
-    pattern = _ISO_RE
-    if allow_hour_only:
-        pattern = pattern.replace(r"(?P<time>\d{2}:\d{2}(?::\d{2})?)", r"(?P<time>\d{2}(?::\d{2}(?::\d{2})?)?)")
-    java = re.sub(r"\?P<\w+>", "", pattern)  # Java regex: unnamed groups, numbered 1..4 in order
+    java = _ISO_HOUR_JAVA if allow_hour_only else _ISO_JAVA
     day = F.regexp_extract(text, java, 1)
     clock = F.regexp_extract(text, java, 2)
     frac = F.regexp_extract(text, java, 3)
@@ -305,8 +309,8 @@ def _iso_millis(text: Column, allow_hour_only: bool = False) -> Column:
 def strptime_to_java(fmt: str) -> str:
     """A strptime format ("%d/%m/%Y %H:%M") -> a Java DateTimeFormatter pattern ("d/M/yyyy H:m").
 
-    Fields read 1-2 digits like strptime, except when directly followed by another numeric field
-    ("%Y%m%d"), where they take their fixed width so the boundary is known. Literal text is quoted.
+    Fields read 1-2 digits like strptime, except next to another numeric field ("%Y%m%d"), where they take
+    their fixed width so the boundary is known. Literal text is quoted.
 
     Raises:
         ValueError: a directive with no Spark equivalent (e.g. %z, %f, %U).
@@ -323,8 +327,8 @@ def strptime_to_java(fmt: str) -> str:
         code = token[1]
         if code not in _STRPTIME:
             raise ValueError(f"timestamp format {fmt!r}: directive {token} is not supported by the Spark backend")
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        adjacent = nxt.startswith("%") and nxt != "%%" and nxt[1:] in "YmdHMSyIj"
+        neighbours = [tokens[j] for j in (i - 1, i + 1) if 0 <= j < len(tokens)]
+        adjacent = any(t.startswith("%") and t != "%%" and t[1:] in "YmdHMSyIj" for t in neighbours)
         out.append(_FIXED[code] if adjacent and code in _FIXED else _STRPTIME[code])
     if literal:
         out.append("'" + "".join(literal).replace("'", "''") + "'")

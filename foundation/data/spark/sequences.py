@@ -1,13 +1,14 @@
 """Sequence shards on Spark: the same files, rows, order and manifest as `foundation.data.sequences`.
 
 Per entity type, Spark does the work the pyarrow backend does shard by shard:
-1. keep the events in the window that have a key (for an aggregate type, the whole buckets in it);
-2. fold each entity's events into list columns with `sort_array(collect_list(struct(event_time, event_id,
-   ...)))`, which orders by (event_time, event_id) since those lead the struct (strings compare as UTF-8
-   bytes, as in Arrow); an aggregate type first becomes one row per (entity, bucket) (aggregates.py);
-3. number the entities by a global sort of their ids (Spark's string order is binary UTF-8, the pyarrow
-   backend's order): a range-partitioned sort, then each partition's offset from the per-partition counts
-   (a few numbers on the driver); entity r goes to shard r // entities_per_shard;
+1. keep the events in the window that have a key (for an aggregate type, the whole buckets in it, each
+   already reduced to one row per (entity, bucket), aggregates.py);
+2. number the entities by a global sort of their distinct ids (Spark's string order is binary UTF-8, the
+   pyarrow backend's order): a range-partitioned sort, then each partition's offset from the per-partition
+   counts (a few numbers on the driver); entity r goes to shard r // entities_per_shard;
+3. send every event to its shard's partition (one shuffle) and fold each entity's events into list columns
+   there with `sort_array(collect_list(struct(event_time, event_id, ...)))`, which orders by
+   (event_time, event_id) since those lead the struct (strings compare as UTF-8 bytes, as in Arrow);
 4. write each shard with the exact Arrow schema and parquet options (writer.py), then the manifest, last.
 
 Only counts, a few values per aggregate type and one record per written file reach the driver.
@@ -24,9 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from tqdm.auto import tqdm
 
 from foundation.data.aggregates import AggregateSpec, aligned_bounds
 from foundation.data.sequences import (
@@ -126,8 +128,8 @@ def build_sequences(
                                 entities_per_shard=entities_per_shard)
     events = frame.withColumn(_T, _epoch_ms(frame, "event_time"))
     windows = {p.name: _windows(p, start_ms, end_ms) for p in plans}
-    counts = _count_rows(events, plans, windows)
-    for plan in plans:
+    counts = _count_rows(events, _between(F.col(_T), start_ms, end_ms), plans, windows)
+    for plan in tqdm(plans, desc="sequences (spark)", unit="entity type", leave=False):
         manifest.entity_types[plan.name] = _build_entity_type(
             events, plan, windows[plan.name][1], counts, fields, labels, out, entities_per_shard)
     manifest.write(out)
@@ -180,12 +182,12 @@ def _windows(plan: _Plan, start_ms: int | None, end_ms: int | None) -> tuple[Col
     return in_period, _between(t, lo, hi)
 
 
-def _count_rows(events: DataFrame, plans: list[_Plan], windows: dict[str, tuple[Column, Column]]) -> dict[str, int]:
+def _count_rows(events: DataFrame, in_period: Column, plans: list[_Plan], windows: dict[str, tuple[Column, Column]]
+                ) -> dict[str, int]:
     """Every count the manifest needs, in one pass; raises on null event ids or times as pyarrow does."""
     def total(cond: Column, alias: str) -> Column:
         return F.sum(F.when(cond, F.lit(1)).otherwise(F.lit(0))).alias(alias)
 
-    in_period = windows[plans[0].name][0]
     aggs = [F.count(F.lit(1)).alias("rows"), total(F.col("event_id").isNull(), "null:event_id"),
             total(F.col("event_time").isNull(), "null:event_time"), total(in_period, "in_period")]
     for plan in plans:
@@ -259,8 +261,7 @@ def entity_ranks(ids: DataFrame, key: str) -> tuple[DataFrame, int]:
     for part, n in sizes:
         offsets.append((part, seen))
         seen += n
-    spark = SparkSession.getActiveSession() or ids.sparkSession
-    table = spark.createDataFrame(offsets or [(0, 0)], "_part int, _offset long")
+    table = ids.sparkSession.createDataFrame(offsets or [(0, 0)], "_part int, _offset long")
     ranks = ordered.join(F.broadcast(table), "_part").select("entity_id", (F.col("_offset") + F.col("_pos")).alias("rank"))
     return ranks, seen
 

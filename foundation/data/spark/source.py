@@ -56,7 +56,7 @@ def source_paths(source: SourceSpec) -> list[str]:
     return [os.path.abspath(path)]
 
 
-def raw_arrow_schema(schema: DataSchema, frame: DataFrame | None = None) -> pa.Schema | None:
+def raw_arrow_schema(schema: DataSchema) -> pa.Schema | None:
     """The Arrow types of the raw columns as the pyarrow backend reads them (parquet footers only).
 
     Used to write quarantine files with the input's own types and to recognise nanosecond timestamps that

@@ -52,10 +52,12 @@ def purchases(config: SyntheticConfig, world: World, cb: CustomerBlock) -> Attem
     local = day * DAY_MS + hour * HOUR_MS + (rng.random(n) * HOUR_MS).astype(np.int64)
     where = cb.country[cust].copy()
     abroad = np.zeros(n, dtype=bool)
+    traveller = np.nonzero(cb.trip_start[cust, 0] >= 0)[0]  # trip slots fill from the first
+    who, when = cust[traveller], local[traveller]
     for j in range(MAX_TRIPS):  # a handful of trip slots, not a loop over events
-        inside = (local >= cb.trip_start[cust, j]) & (local < cb.trip_end[cust, j])
-        where[inside] = cb.trip_country[cust, j][inside]
-        abroad |= inside
+        inside = traveller[(when >= cb.trip_start[who, j]) & (when < cb.trip_end[who, j])]
+        where[inside] = cb.trip_country[cust[inside], j]
+        abroad[inside] = True
     time = np.clip(local - world.country_offset_ms[where], cb.start[cust], cb.end[cust] - 1)
 
     online = (rng.random(n) < world.cat_online[cat] * cb.online[cust]).astype(np.int64)

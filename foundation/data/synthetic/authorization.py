@@ -82,11 +82,14 @@ def authorize(config: SyntheticConfig, world: World, cb: CustomerBlock, att: Att
     risk = np.maximum(log_amount, 0.0) + cross + risky + np.log1p(vel_hour)
     logit_59 = p.fraud_base_logit + p.fraud_risk_coef * risk + world.issuer_fraud_skill[issuer] * att.fraud
 
-    u = rng.random((6, n))
+    u = rng.random((6, n), dtype=np.float32)  # single precision is plenty for Bernoulli draws
     testing = att.source == CARD_TESTING
     # Testers guess CVV/expiry; genuine customers occasionally mistype the CVV online.
-    invalid = np.where(testing, u[1] < config.card_testing.invalid_rate, ecommerce & (u[1] < config.customers.wrong_cvv_rate))
-    invalid_code = np.where(testing & (u[2] >= 0.6), np.where(u[2] < 0.85, CODE_EXPIRED, CODE_INVALID_CARD), CODE_CVV)
+    invalid = np.where(testing, u[1] < config.card_testing.invalid_rate,
+                       ecommerce & (u[1] < config.customers.wrong_cvv_rate))
+    # A wrong guess is a CVV mismatch (60%), an expired date (25%) or an invalid number (15%).
+    invalid_code = np.where(testing & (u[2] >= 0.6), np.where(u[2] < 0.85, CODE_EXPIRED, CODE_INVALID_CARD),
+                            CODE_CVV)
     code = np.full(n, APPROVED, dtype=np.int64)
     for fired, reason in (
         (u[0] < p.technical_rate, CODE_UNAVAILABLE),
@@ -132,7 +135,8 @@ def out_of_funds(config: SyntheticConfig, world: World, cb: CustomerBlock, att: 
     carry = income[:, 0] * f.savings_cap * cb.initial_savings
     declined = np.zeros(n, dtype=bool)
     # Periods in order (a few dozen at most); within one, all customers at once.
-    by_period = np.argsort(period, kind="stable")  # keeps (customer, time) order inside a period
+    # Stable, so (customer, time) order holds inside a period; int16 keys make it a radix sort.
+    by_period = np.argsort(period.astype(np.int16), kind="stable")
     bounds = np.searchsorted(period[by_period], np.arange(income.shape[1] + 1))
     for k in range(income.shape[1]):
         rows = by_period[bounds[k]:bounds[k + 1]]

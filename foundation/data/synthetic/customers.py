@@ -128,6 +128,7 @@ def draw_customers(config: SyntheticConfig, world: World, block: int) -> Custome
     taste = np.zeros((n, len(CATEGORIES)))
     buyable = alpha > 0
     taste[:, buyable] = rng.gamma(alpha[buyable], size=(n, int(buyable.sum())))
+    taste[taste.sum(axis=1) == 0] = world.cat_weight  # every draw underflowed (tiny concentration)
     taste /= taste.sum(axis=1, keepdims=True)
     cat_cum = np.cumsum(taste, axis=1)
 

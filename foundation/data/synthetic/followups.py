@@ -40,27 +40,25 @@ def followups(config: SyntheticConfig, world: World, cb: CustomerBlock, att: Att
         The follow-ups, in no particular order.
     """
     rng = block_rng(config.seed, cb.block, STREAM_FOLLOWUPS)
-    n = len(att)
-    u = rng.random((4, n))
-    z = rng.standard_normal((2, n))
-    approved = code == APPROVED
     c, d = config.customers, config.disputes
+    approved = code == APPROVED
+    chance = np.where(np.isin(att.source, (PURCHASE, TRAVEL)), world.cat_refund[world.merchant_cat[att.merchant]], 0.0)
+    refunded = np.nonzero(approved & (rng.random(len(att), dtype=np.float32) < chance))[0]
+    r = len(refunded)
+    refund_delay = np.clip(np.exp(np.log(c.refund_delay_days_median) + 0.8 * rng.standard_normal(r)), 0.1, 60.0)
+    partial = 0.2 + 0.7 * rng.random(r)
+    refund_amount = np.where(rng.random(r) < c.full_refund_share, 1.0, partial) * att.amount[refunded]
 
-    refunded = (approved & np.isin(att.source, (PURCHASE, TRAVEL))
-                & (u[0] < world.cat_refund[world.merchant_cat[att.merchant]]))
-    refund_delay = np.clip(np.exp(np.log(c.refund_delay_days_median) + 0.8 * z[0]), 0.1, 60.0) * DAY_MS
-    refund_amount = np.where(u[1] < c.full_refund_share, att.amount, att.amount * (0.2 + 0.7 * u[2]))
-
-    report = np.where(att.amount < d.small_amount, d.report_prob_small, d.report_prob)
-    disputed = approved & att.fraud & (u[3] < report)
+    fraud = np.nonzero(approved & att.fraud)[0]
+    report = np.where(att.amount[fraud] < d.small_amount, d.report_prob_small, d.report_prob)
+    disputed = fraud[rng.random(len(fraud)) < report]
     sigma = np.log(d.delay_days_max / d.delay_days_min) / 4  # ~95% of delays inside [min, max] before clipping
-    dispute_delay = np.clip(np.exp(np.log(d.delay_days_median) + sigma * z[1]), d.delay_days_min,
-                            d.delay_days_max) * DAY_MS
+    dispute_delay = np.clip(np.exp(np.log(d.delay_days_median) + sigma * rng.standard_normal(len(disputed))),
+                            d.delay_days_min, d.delay_days_max)
 
-    parent = np.concatenate([np.nonzero(refunded)[0], np.nonzero(disputed)[0]])
-    time = np.concatenate([att.time[refunded] + refund_delay[refunded].astype(np.int64),
-                           att.time[disputed] + dispute_delay[disputed].astype(np.int64)])
-    kind = np.concatenate([np.full(int(refunded.sum()), REFUND), np.full(int(disputed.sum()), DISPUTE)])
-    amount = np.concatenate([refund_amount[refunded], att.amount[disputed]])
+    parent = np.concatenate([refunded, disputed])
+    time = att.time[parent] + (np.concatenate([refund_delay, dispute_delay]) * DAY_MS).astype(np.int64)
+    kind = np.repeat(np.array([REFUND, DISPUTE], dtype=np.int64), [r, len(disputed)])
+    amount = np.concatenate([refund_amount, att.amount[disputed]])
     keep = time < world.period_ms
-    return Followups(parent=parent[keep], time=time[keep], kind=kind[keep].astype(np.int64), amount=amount[keep])
+    return Followups(parent=parent[keep], time=time[keep], kind=kind[keep], amount=amount[keep])

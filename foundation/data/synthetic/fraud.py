@@ -112,7 +112,7 @@ def takeover(config: SyntheticConfig, world: World, cb: CustomerBlock) -> Attemp
     episode = np.repeat(np.arange(v), k)
     n = len(episode)
     customer = victim[episode]
-    # The first attempt opens the episode; the rest are spread over it.
+    # One attempt on the first day of the episode, the rest spread over it.
     offset = np.where(np.arange(n) == np.repeat(np.cumsum(k) - k, k), 0.0, rng.random(n))
     time = t0[episode] + (offset * (t1 - t0)[episode]).astype(np.int64)
     cat = _fraud_categories(world, rng, n)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from foundation.data.synthetic.catalog import CATEGORIES, COUNTRIES, HOUR_PROFILES, PAY_SCHEDULES
+from foundation.data.synthetic.catalog import (
+    CATEGORIES,
+    COUNTRIES,
+    HOUR_PROFILES,
+    PAY_SCHEDULES,
+    ZERO_DECIMAL_CURRENCIES,
+)
 from foundation.data.synthetic.config import SyntheticConfig
 from foundation.data.synthetic.descriptors import merchant_descriptors
 
@@ -40,7 +46,6 @@ class World:
     start: np.datetime64  # period start, datetime64[ms]
     # countries (C,)
     country_codes: pa.Array
-    country_currency: np.ndarray  # index into currency_codes
     currency_codes: pa.Array
     currency_fx: np.ndarray  # (n_currencies,) units per USD
     currency_decimals: np.ndarray  # (n_currencies,) 0 or 2
@@ -68,7 +73,7 @@ class World:
     issuer_blocks_gambling: np.ndarray
     # merchants (M,)
     merchant_cat: np.ndarray
-    merchant_online: np.ndarray
+    merchant_online: np.ndarray  # 1 for online shops
     merchant_country: np.ndarray
     merchant_currency: np.ndarray
     merchant_mcc: pa.Array
@@ -86,10 +91,6 @@ class World:
     compromised: np.ndarray  # indices of compromised merchants
     testing_merchants: np.ndarray  # indices of merchants used for card testing
     paydays: tuple[np.ndarray, ...]  # per pay schedule, sorted ms of funds refills
-
-    @property
-    def n_merchants(self) -> int:
-        return len(self.merchant_cat)
 
     def pick_merchant(self, u: np.ndarray, cat: np.ndarray, online: np.ndarray, country: np.ndarray) -> np.ndarray:
         """Choose merchants by popularity within (category, online, country) segments.
@@ -126,10 +127,9 @@ def build_world(config: SyntheticConfig) -> World:
         period_ms=period_ms,
         start=start,
         country_codes=pa.array([c.code for c in COUNTRIES]),
-        country_currency=np.array([currencies.index(c.currency) for c in COUNTRIES]),
         currency_codes=pa.array(currencies),
         currency_fx=np.array([next(c.fx for c in COUNTRIES if c.currency == cur) for cur in currencies]),
-        currency_decimals=np.array([0 if cur == "JPY" else 2 for cur in currencies]),
+        currency_decimals=np.array([0 if cur in ZERO_DECIMAL_CURRENCIES else 2 for cur in currencies]),
         country_offset_ms=np.array([c.utc_offset * HOUR_MS for c in COUNTRIES]).astype(np.int64),
         travel_p=np.array([c.travel_weight for c in COUNTRIES]),
         fraud_country_p=np.array([c.merchant_share * c.fraud_weight for c in COUNTRIES]),
@@ -180,7 +180,7 @@ def _issuers(config: SyntheticConfig) -> dict[str, np.ndarray]:
     # Within a country a few large issuers dominate (Zipf-like market share).
     within = (1.0 / (rank + 1.0) ** 0.8) * rng.lognormal(0, 0.3, n)
     totals = np.bincount(np.repeat(np.arange(len(home)), per_country), weights=within, minlength=len(home))
-    weight = within / np.repeat(totals, per_country) * np.repeat(share / share[per_country > 0].sum(), per_country)
+    weight = within / np.repeat(totals, per_country) * np.repeat(share, per_country)  # countries without issuers drop out
     return dict(
         issuer_country=country,
         issuer_cum=np.cumsum(weight / weight.sum()),
