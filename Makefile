@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 quickstart: venv
-	$(PY) scripts/quickstart.py
+	$(PY) scripts/quickstart.py experiment=default
 
 test: venv
 	$(PY) -m pytest -q

@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=128)
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="KEY=VALUE run_coles.py options, e.g. --extra split_count=5 pit_from=2024-04-01")
+                   help="KEY=VALUE run_coles.py options, e.g. --extra split_count=5 pit_from=2024-04-01 no_pit=true")
     args = p.parse_args()
 
     schema = None
@@ -46,7 +46,13 @@ def main() -> None:
 
         # Only fields and labels are read; the source path the YAML interpolates is never opened.
         schema = DataSchema.from_yaml(args.schema, root={"paths": {"root_dir": ".", "data_dir": "data"}})
-    options = dict(item.split("=", 1) for item in args.extra)
+    options = {}
+    for item in args.extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--extra {item!r}: expected KEY=VALUE")
+        # Bare run_coles.py flags (no_pit, no_time_features) take true/false.
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
     results = run_lifestream_benchmark(
         args.seq_dir, args.hidden, args.steps, args.out, encoders=_names(args.encoders), schema=schema,
         labels=_names(args.labels), exclude=_names(args.exclude) or (), embed_seq_dir=args.embed_seq_dir,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -35,7 +36,7 @@ def describe_sequences(seq_dir: str | Path) -> dict:
         cols = [c for c in ("event_type", "is_fraud", "approved") if c in pq.read_schema(files[0]).names]
         flat = pq.read_table(files, columns=cols)
         flat = flat.from_pydict({c: pc.list_flatten(flat[c]) for c in cols})
-        attempts = pc.is_in(flat["event_type"], pc.cast(pc.scalar(["charge", "decline"]), "list<string>").values)
+        attempts = pc.is_in(flat["event_type"], value_set=pa.array(["charge", "decline"]))
         summary["rates"] = {
             "fraud_rate_of_attempts": _rate(flat.filter(attempts), "is_fraud"),
             "decline_rate_of_attempts": _rate(flat.filter(attempts), "event_type", "decline"),

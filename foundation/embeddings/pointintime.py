@@ -350,6 +350,19 @@ def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return array.offsets.to_numpy().astype(np.int64), array.values
 
 
+def _chunks(lengths: np.ndarray, max_entities: int, max_events: int) -> list[tuple[int, int]]:
+    """[a, b) row ranges of at most max_entities rows and about max_events events (>= 1 row each)."""
+    ends = np.cumsum(lengths)
+    bounds, a = [], 0
+    while a < len(lengths):
+        base = ends[a - 1] if a else 0
+        b = max(int(np.searchsorted(ends, base + max_events, side="right")), a + 1)
+        b = min(b, a + max(int(max_entities), 1))
+        bounds.append((a, b))
+        a = b
+    return bounds
+
+
 class PointInTimeStates:
     """Entity states as of arbitrary (entity, time, event) queries over a SequenceStore, shard by shard.
 
@@ -484,19 +497,22 @@ class PointInTimeStates:
         position[np.concatenate(order)] = np.arange(len(ids))
         return table.take(pa.array(position))
 
-    def iter_event_states(self, entity_type: str, chunk_entities: int = 1024
+    def iter_event_states(self, entity_type: str, chunk_entities: int = 1024, chunk_events: int = 262_144
                           ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Every event's state, streamed: per chunk of entities, its keys and (events, H) hidden states.
 
+        A chunk holds at most `chunk_entities` entities and about `chunk_events` events (at least one
+        entity), so a few very long sequences (a busy merchant) never hold many states in memory at once.
+
         Yields:
-            (keys: entity_id, length, event_time, event_id of up to `chunk_entities` entities,
+            (keys: entity_id, length, event_time, event_id of the chunk's entities,
              hidden: (sum of their lengths, H) float32, events in row order).
         """
         for shard in self.store.shards(entity_type):
             keys, encoded = self.store.keys(shard), self.store.encoded(shard)
-            for a in range(0, keys.num_rows, chunk_entities):
-                part = keys.slice(a, chunk_entities)
-                yield part, self.encoder.all_states(encoded.slice(a, chunk_entities), desc=f"{entity_type} states")
+            for a, b in _chunks(keys["length"].to_numpy().astype(np.int64), chunk_entities, chunk_events):
+                yield keys.slice(a, b - a), self.encoder.all_states(encoded.slice(a, b - a),
+                                                                    desc=f"{entity_type} states")
 
     def iter_last_states(self, entity_type: str, chunk_entities: int = 4096
                          ) -> Iterator[tuple[pa.Table, np.ndarray]]:

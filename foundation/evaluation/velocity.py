@@ -59,6 +59,8 @@ class VelocityConfig:
         raw_fields: the event's own fields used as features; None = every non-outcome categorical or
             numeric field of the schema (labels and the fields above excluded).
         max_categories: categorical raw fields keep their most frequent values (others -> missing).
+        id_features: entity types whose id is itself a categorical feature (`issuer_id`: issuers apply
+            their own decline rules); only for low-cardinality entities, capped by max_categories.
     """
 
     windows: tuple[str, ...] = ("1h", "1d", "7d", "30d")
@@ -76,6 +78,7 @@ class VelocityConfig:
     country_fields: tuple[str, ...] = ("merchant_country", "card_country")
     raw_fields: tuple[str, ...] | None = None
     max_categories: int = 256
+    id_features: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Mapping | None) -> VelocityConfig:
@@ -328,6 +331,7 @@ def velocity_features(
 
     exclude = set(schema_labels(schema)) | {config.event_type_field, config.dispute_ref_field}
     raw = _raw_field_names(events, schema, config, exclude)
+    raw += [f"{e}_id" for e in config.id_features if f"{e}_id" in events.column_names]
     categorical, vocabularies = [], {}
     if categories is None:
         until = to_datetime(fit_until, "fit_until") if fit_until is not None else schema_period(schema, "train").end

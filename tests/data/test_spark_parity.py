@@ -1,12 +1,13 @@
 """The Spark backend writes what the pyarrow backend writes: quarantine counts and files, shards, manifests.
 
 One local Spark session (`local[2]`, 4 shuffle partitions) serves the module; starting it costs ~10-40 s, so
-the whole module is `slow`. Skipped (with the reason) only when Java or pyspark is missing.
+every test that uses it is `slow`. Skipped (with the reason) only when Java or pyspark is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -26,15 +27,16 @@ from foundation.data.sequences import build_sequences as build_sequences_pyarrow
 from foundation.data.synthetic import synthetic_config, write_synthetic
 from foundation.data.validate import validate as validate_pyarrow
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = pytest.mark.spark
 
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("Spark parity tests need Java (no `java` on PATH and no JAVA_HOME)", allow_module_level=True)
 pytest.importorskip("pyspark", reason="Spark parity tests need pyspark (pip install -e '.[spark]')")
 
 from foundation.data.spark.backends import build_sequence_folder  # noqa: E402  (after the skip: pyspark)
+from foundation.data.spark.conversion import strptime_to_java  # noqa: E402
 from foundation.data.spark.sequences import build_sequences as build_sequences_spark  # noqa: E402
-from foundation.data.spark.session import spark_session  # noqa: E402
+from foundation.data.spark.session import flatten_conf, spark_session  # noqa: E402
 from foundation.data.spark.source import raw_arrow_schema, read_events  # noqa: E402
 from foundation.data.spark.validate import validate as validate_spark  # noqa: E402
 
@@ -126,6 +128,7 @@ def assert_same_quarantine(expected: Path, actual: Path) -> None:
             assert_same_parquet(expected / name, actual / name)
 
 
+@pytest.mark.slow
 def test_build_from_config_matches_pyarrow(spark, world, tmp_path):
     """scripts/build_sequences.py's job with backend=pyarrow and backend=spark: same quarantine, same shards."""
     reports = {}
@@ -147,6 +150,7 @@ def test_build_from_config_matches_pyarrow(spark, world, tmp_path):
     assert manifest["issuer"].skipped_partial_bucket == 0 and manifest["issuer"].representation == "aggregate"
 
 
+@pytest.mark.slow
 def test_row_number_ids_history_window_and_pinned_counts(spark, world, tmp_path):
     """No event id column (ids are input row numbers in sorted-file order), `until` window with partial
     buckets cut off at an unaligned end, pinned aggregate columns."""
@@ -168,18 +172,20 @@ def test_row_number_ids_history_window_and_pinned_counts(spark, world, tmp_path)
     assert_same_sequences(tmp_path / "pa", tmp_path / "sp")
 
 
-CSV_HEADER = "time;card;terminal;amt;mcc;result;fraud_flag\n"
+CSV_HEADER = "time;card;terminal;amt;mcc;result;settled;fraud_flag\n"
 
 
 def write_csv(folder: Path, seed: int = 0) -> None:
     """Two messy CSV files: ISO times with and without offsets, fractions, a garbage time, keys with leading
-    zeros, empty and quoted-empty keys, padded/blank/non-numeric/NaN/negative/zero amounts, non-ASCII ids."""
+    zeros, empty and quoted-empty keys, padded/blank/non-numeric/NaN/negative/zero amounts, non-ASCII ids, and
+    a strptime-format time field with one- and two-digit parts and values in another layout."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     times = ["2024-01-0{d}T1{h}:0{m}:00", "2024-01-0{d} 1{h}:0{m}:05.25", "2024-01-0{d}T1{h}:0{m}:00Z",
              "2024-01-0{d}T1{h}:0{m}:00+02:00", "2024-01-0{d}", " 2024-01-0{d} 1{h}:0{m} "]
     cards = ["0012", "12", "äb", "c9", "C10", "c1", '""', ""]
     amounts = ["12.5", " 3 ", "1e2", "7", "-3", "", "abc", "nan", "0"]  # "0" is on the min: 0 boundary
+    settled = ["1/2/2024 3:04", "01/02/2024 13:04", "15/01/2024 23:59", "2024-01-15", "", "7/1/2024 0:00"]
     for part in range(2):
         lines = [CSV_HEADER]
         for _ in range(150):
@@ -189,7 +195,7 @@ def write_csv(folder: Path, seed: int = 0) -> None:
             card = rng.choice(cards, p=[0.2, 0.15, 0.15, 0.15, 0.15, 0.14, 0.03, 0.03])
             amount = rng.choice(amounts, p=[0.3, 0.1, 0.1, 0.3, 0.04, 0.04, 0.04, 0.04, 0.04])
             lines.append(f"{time};{card};T{rng.integers(0, 6)};{amount};{rng.choice(['5411', '5812', ''])};"
-                         f"{rng.choice(['approved', 'declined'])};{rng.choice(['0', '1', ''])}\n")
+                         f"{rng.choice(['approved', 'declined'])};{rng.choice(settled)};{rng.choice(['0', '1', ''])}\n")
         (folder / f"part-{part}.csv").write_text("".join(lines))
 
 
@@ -200,12 +206,14 @@ def csv_schema(folder: Path, on_error: str = "quarantine") -> DataSchema:
         "entities": {"customer": {"column": "card"}, "merchant": {"column": "terminal"}},
         "fields": {"amount": {"column": "amt", "type": "numeric", "min": 0, "allow_null": False},
                    "mcc": {"column": "mcc", "type": "categorical"},
-                   "result": {"column": "result", "type": "categorical", "outcome": True}},
+                   "result": {"column": "result", "type": "categorical", "outcome": True},
+                   "settled": {"column": "settled", "type": "timestamp", "format": "%d/%m/%Y %H:%M"}},
         "labels": {"is_fraud": {"column": "fraud_flag"}},
         "splits": {"pretrain": {"start": "2024-01-01", "end": "2024-01-06"}},
         "validation": {"on_error": on_error, "quarantine_dir": str(folder.parent / "quarantine")}})
 
 
+@pytest.mark.slow
 def test_csv_source_matches_pyarrow(spark, tmp_path):
     """CSV read as text: row numbers across files, null/empty/quoted-empty keys, ISO parsing, number parsing."""
     write_csv(tmp_path / "pos")
@@ -220,12 +228,13 @@ def test_csv_source_matches_pyarrow(spark, tmp_path):
     finally:
         spark_result.unpersist()
     assert {"unparsable_timestamp", "null_entity_key.customer", "wrong_type.amount", "nan_value.amount",
-            "null_value.amount", "negative_value.amount"} <= set(result.quarantine_counts)
+            "null_value.amount", "negative_value.amount", "unparsable_timestamp.settled"} <= set(result.quarantine_counts)
     assert spark_result.quarantine_counts == result.quarantine_counts
     assert_same_quarantine(tmp_path / "q_pa", tmp_path / "q_sp")
     assert_same_sequences(tmp_path / "pa", tmp_path / "sp")
 
 
+@pytest.mark.slow
 def test_raise_reports_the_same_problems(spark, tmp_path):
     write_csv(tmp_path / "pos", seed=1)
     schema = csv_schema(tmp_path / "pos", on_error="raise")
@@ -239,8 +248,33 @@ def test_raise_reports_the_same_problems(spark, tmp_path):
     assert not (tmp_path / "quarantine").exists()
 
 
+@pytest.mark.slow
 def test_missing_row_numbers_is_a_clear_error(spark, world):
     schema = schema_for(world)
     raw = read_events(spark, schema).drop("_source_row")
     with pytest.raises(ValueError, match="_source_row.*read_events"):
         validate_spark(raw, schema)
+
+
+def test_strptime_formats_become_java_patterns():
+    assert strptime_to_java("%d/%m/%Y %H:%M") == "d'/'M'/'yyyy' 'H':'m"  # 1-2 digit fields, like strptime
+    assert strptime_to_java("%Y%m%d %H%M") == "yyyyMMdd' 'HHmm"  # adjacent fields need fixed widths
+    assert strptime_to_java("%d %b %Y, %I %p 100%%") == "d' 'MMM' 'yyyy', 'h' 'a' 100%'"
+    with pytest.raises(ValueError, match="%z is not supported"):
+        strptime_to_java("%Y-%m-%d %z")
+
+
+def test_spark_conf_nests_and_stays_utc():
+    assert flatten_conf({"spark": {"sql": {"shuffle.partitions": 8}, "ui": {"enabled": False}},
+                         "spark.executor.memory": "8g"}) == {
+        "spark.sql.shuffle.partitions": "8", "spark.ui.enabled": "false", "spark.executor.memory": "8g"}
+    with pytest.raises(ValueError, match="timeZone: must be UTC"):
+        spark_session("local[1]", conf={"spark.sql.session.timeZone": "Europe/Paris"})
+
+
+def test_script_quotes_local_masters_for_hydra():
+    spec = importlib.util.spec_from_file_location("build_sequences_script", CONF.parent / "scripts" / "build_sequences.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.quote_master(["x.py", "spark.master=local[2]", "period=all", "spark.master='local[4]'"]) == [
+        "x.py", "spark.master='local[2]'", "period=all", "spark.master='local[4]'"]

@@ -17,6 +17,8 @@ from foundation.evaluation.splits import (
     select_examples,
     subsample_labels,
 )
+from foundation.evaluation.velocity import VelocityConfig
+from foundation.heads.gbdt import GBDTHead
 
 from .conftest import make_events, make_schema
 
@@ -38,6 +40,9 @@ def test_task_configs_parse_and_match_the_synthetic_schema():
     assert fraud.examples.values == ("charge", "decline")
     for task in (fraud, auth):
         task.validate(schema)
+        VelocityConfig.from_config(task.velocity)  # every block of the YAML builds its component
+        assert GBDTHead.from_config(task.gbdt).params["num_threads"] == 2
+    assert VelocityConfig.from_config(auth.velocity).id_features == ("issuer",)
     check_no_leakage(schema)
     # the real DataSchema and the duck-typed test schema select the same examples
     events = make_events()

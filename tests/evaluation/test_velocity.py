@@ -130,3 +130,12 @@ def test_rows_gathers_by_event_id(events, schema):
     np.testing.assert_array_equal(picked, features.values[[order.index("e00010"), order.index("e00003")]])
     with pytest.raises(KeyError, match="no feature row"):
         features.rows(["nope"])
+
+
+def test_low_cardinality_entity_ids_can_be_features(events, schema):
+    assert "issuer_id" not in velocity_features(events, schema).names
+    features = velocity_features(events, schema, {"id_features": ["issuer"]})
+    assert "issuer_id" in features.categorical
+    codes = _feature(features, "issuer_id").astype(int)
+    decoded = np.array(features.categories["issuer_id"])[codes]
+    np.testing.assert_array_equal(decoded, np.array(events.column("issuer_id").to_pylist()))

@@ -76,14 +76,14 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
     """Convert and check raw events on Spark; raise on bad rows or quarantine them, per the schema's policy.
 
     Args:
-        raw: raw events from `foundation.data.spark.read_events` (raw columns plus `_source_row`).
+        raw: raw events from `foundation.data.spark.source.read_events` (raw columns plus `_source_row`).
         schema: the dataset schema.
         quarantine_dir: overrides `schema.validation.quarantine_dir`.
         on_error: "raise" | "quarantine"; overrides `schema.validation.on_error`.
         raw_arrow: Arrow types of the raw columns (`source.raw_arrow_schema`): quarantine files keep them,
             nanosecond timestamps are recognised. None = the types Spark reads.
     Returns:
-        SparkValidationResult with the clean canonical rows (persisted) and the quarantine counts and files.
+        SparkValidationResult with the clean canonical rows (read from a cache) and the quarantine counts and files.
     Raises:
         DataValidationError: missing columns or inconvertible column types (always), bad rows (on_error=raise).
         ValueError: `raw` has no `_source_row` column.
@@ -93,7 +93,7 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
         raise SchemaError(f"validation.on_error: {on_error!r} is not one of raise, quarantine")
     if ROW not in raw.columns:
         raise ValueError(f"raw events: no '{ROW}' column (the input row number); read them with "
-                         f"foundation.data.spark.read_events")
+                         f"foundation.data.spark.source.read_events")
     raw_columns = [c for c in schema.raw_columns if c in raw.columns]
     converted = convert_columns(raw, schema, col(ROW), raw_arrow)
     values = {c.name: f"__v{i}" for i, c in enumerate(converted)}

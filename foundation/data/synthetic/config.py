@@ -7,14 +7,17 @@ Every planted behaviour has its own parameter group; each field is documented wh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
-# Bump when a code change alters the data written for an unchanged config, so manifests go stale.
+# Bump on a deliberate change of the data layout; edits of the generator's code are caught by
+# `_source_digest` anyway, so files written by older code are never mistaken for current ones.
 GENERATOR_VERSION = "1"
 
 
@@ -305,9 +308,21 @@ def synthetic_config(**values: Any) -> SyntheticConfig:
     return _build(SyntheticConfig, values, "synthetic")
 
 
+@functools.cache
+def _source_digest() -> str:
+    """sha256 of the generator's source files (the package this module lives in)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def config_hash(config: SyntheticConfig) -> str:
-    """Fingerprint of everything that changes the written bytes (16 hex chars; `events_dir` excluded)."""
+    """Fingerprint of everything that changes the written bytes (16 hex chars).
+
+    Covers every parameter except `events_dir`, the generator version and its source code.
+    """
     payload = dataclasses.asdict(config)
     payload.pop("events_dir")
-    payload["generator_version"] = GENERATOR_VERSION
+    payload["generator"] = [GENERATOR_VERSION, _source_digest()]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -107,6 +107,36 @@ def write_synthetic(config: SyntheticConfig, progress: bool = True) -> Generatio
     tmp = events.parent / f".{events.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        files, type_counts, n_fraud, next_id = _write_parts(config, tmp, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - began
+    attempts = int(type_counts[: DECLINE + 1].sum())
+    summary = GenerationSummary(
+        path=str(events), n_events=next_id,
+        event_type_counts={name: int(c) for name, c in zip(EVENT_TYPES, type_counts)},
+        fraud_rate=n_fraud / max(attempts, 1), decline_rate=int(type_counts[DECLINE]) / max(attempts, 1),
+        dispute_rate=int(type_counts[DISPUTE]) / max(next_id, 1),
+        n_customers=config.n_customers, n_merchants=config.n_merchants, n_issuers=config.n_issuers,
+        files=files, config_hash=config_hash(config), seconds=seconds, events_per_second=next_id / seconds,
+    )
+    manifest = {"config_hash": summary.config_hash, "config": dataclasses.asdict(config),
+                "file_sizes": {f: (tmp / f).stat().st_size for f in files},
+                "summary": dataclasses.asdict(summary)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _remove_generation(events)
+    tmp.rename(events)
+    return summary
+
+
+def _write_parts(config: SyntheticConfig, folder: Path, progress: bool) -> tuple[list[str], np.ndarray, int, int]:
+    """Simulate every block and write the parts into `folder`.
+
+    Returns:
+        Part names, events per type (4,), fraudulent attempts, events written.
+    """
     world = build_world(config)
     type_counts = np.zeros(len(EVENT_TYPES), dtype=np.int64)
     n_fraud, next_id = 0, 0
@@ -126,36 +156,20 @@ def write_synthetic(config: SyntheticConfig, progress: bool = True) -> Generatio
                     if writer is not None:
                         writer.close()
                     files.append(f"part-{len(files):05d}.parquet")
-                    writer = pq.ParquetWriter(tmp / files[-1], EVENT_SCHEMA, compression=config.compression,
+                    writer = pq.ParquetWriter(folder / files[-1], EVENT_SCHEMA, compression=config.compression,
                                               use_dictionary=DICTIONARY_COLUMNS)
                 pending = pool.submit(writer.write_table, result.table)
                 next_id += result.table.num_rows
                 type_counts += result.type_counts
                 n_fraud += result.n_fraud_attempts
                 bar.set_postfix(events=f"{next_id:,}")
-            if pending is not None:
-                pending.result()
         finally:
+            if pending is not None:
+                pending.result()  # never close the writer under a running write
             if writer is not None:
                 writer.close()
             bar.close()
-    seconds = time.perf_counter() - began
-    attempts = int(type_counts[: DECLINE + 1].sum())
-    summary = GenerationSummary(
-        path=str(events), n_events=next_id,
-        event_type_counts={name: int(c) for name, c in zip(EVENT_TYPES, type_counts)},
-        fraud_rate=n_fraud / max(attempts, 1), decline_rate=int(type_counts[DECLINE]) / max(attempts, 1),
-        dispute_rate=int(type_counts[DISPUTE]) / max(next_id, 1),
-        n_customers=config.n_customers, n_merchants=config.n_merchants, n_issuers=config.n_issuers,
-        files=files, config_hash=config_hash(config), seconds=seconds, events_per_second=next_id / seconds,
-    )
-    manifest = {"config_hash": summary.config_hash, "config": dataclasses.asdict(config),
-                "file_sizes": {f: (tmp / f).stat().st_size for f in files},
-                "summary": dataclasses.asdict(summary)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _remove_generation(events)
-    tmp.rename(events)
-    return summary
+    return files, type_counts, n_fraud, next_id
 
 
 def _remove_generation(events: Path) -> None:

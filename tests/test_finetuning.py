@@ -1,0 +1,114 @@
+"""finetune / finetune_all: example bounds, and end to end on a tiny real pretraining run (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from omegaconf import OmegaConf
+
+from foundation.finetuning import _pool, bound_examples, chosen_customers, results_table
+from tests.embeddings.world import REPO, raw_events, write_events
+
+SCHEMA = OmegaConf.create({"splits": {"pretrain": {"start": "2024-01-01", "end": "2024-04-01"},
+                                      "train": {"start": "2024-02-01", "end": "2024-04-08"},
+                                      "validation": {"start": "2024-04-15", "end": "2024-05-13"},
+                                      "test": {"start": "2024-05-20", "end": "2024-07-01"}, "label_delay": "7d"}})
+
+
+def _examples(days: list[str]) -> pa.Table:
+    times = pa.array(np.array(days, dtype="datetime64[ms]"))
+    return pa.table({"row": np.arange(len(days)), "event_id": [str(i) for i in range(len(days))],
+                     "event_time": times, "customer_id": ["a", "b", "c", "a"][: len(days)],
+                     "label": pa.array([0, 1, 0, 1][: len(days)], pa.int8())})
+
+
+def test_bounds_keep_the_last_train_days_and_the_first_test_days():
+    bounds = OmegaConf.create({"days": {"train": 7, "test": 2}})
+    train = _examples(["2024-03-01", "2024-04-02", "2024-04-07T23:00", "2024-04-01T00:00"])
+    assert bound_examples(train, "train", SCHEMA, bounds, None)["event_id"].to_pylist() == ["1", "2", "3"]
+    test = _examples(["2024-05-20", "2024-05-21T23:59", "2024-05-22", "2024-06-30"])
+    assert bound_examples(test, "test", SCHEMA, bounds, None)["event_id"].to_pylist() == ["0", "1"]
+    customers = pa.array(["a"])
+    assert bound_examples(test, "test", SCHEMA, None, customers)["event_id"].to_pylist() == ["0", "3"]
+    capped = bound_examples(test, "test", SCHEMA, OmegaConf.create({"max": {"test": 3}}), None)
+    assert capped.num_rows == 3
+
+
+def test_customer_share_is_seeded_and_the_pool_keeps_positives():
+    events = pa.table({"customer_id": [str(i) for i in range(100)] + [None]})
+    first, again = chosen_customers(events, 0.2, 3), chosen_customers(events, 0.2, 3)
+    assert len(first) == 20 and first.equals(again) and not first.equals(chosen_customers(events, 0.2, 4))
+    assert chosen_customers(events, None, 0) is None and chosen_customers(events, 1.0, 0) is None
+    labels = np.r_[np.ones(10, int), np.zeros(990, int)]
+    pool = _pool(labels, 100, 0.25, 0)
+    assert labels[pool].sum() == 10 and len(pool) == 100 and len(np.unique(pool)) == 100
+
+
+def test_results_table_lists_every_model_with_intervals(tmp_path):
+    cell = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    rows = [{"task": "fraud", "model": m, "label_fraction": f, "n_train": 10, "n_test": 100, "n_test_positive": 5,
+             "pr_auc": cell, "roc_auc": cell} for m in ("probe", "velocity_gbdt") for f in (0.1, 1.0)]
+    (tmp_path / "metrics.json").write_text(json.dumps({"results": rows}))
+    table = results_table(tmp_path / "metrics.json")
+    assert "fraud: 100 test examples, 5 positive (base rate 0.0500)" in table
+    assert table.count("0.5000 [0.4000, 0.6000]") == 8 and "velocity_gbdt" in table and " 10% " in table
+
+
+@pytest.mark.slow
+def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from foundation.finetuning import finetune_all, finetune_config
+    from foundation.heads import load_head
+    from foundation.training import pretrain
+
+    events = write_events(tmp_path / "events", raw_events())
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("pretrain", return_hydra_config=True, overrides=[
+            f"paths.root_dir={tmp_path}", f"data.source.path={events}", "~synthetic", "model=tiny",
+            "+model.max_position=16", "logger=csv", "trainer.max_epochs=1", "datamodule.batches_per_epoch=3",
+            "datamodule.val_batches=1", "datamodule.batch_size=8", "datamodule.min_len=4", "tokenizer.min_count=2",
+            "run_name=tiny"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "out")
+        del cfg["hydra"]
+    run_dir = pretrain(cfg)
+    GlobalHydra.instance().clear()
+
+    quick = ["examples.customers=null", "examples.days=null", "label_fractions=[0.5,1.0]", "heads.full.steps=4",
+             "heads.full.eval_every=2", "heads.full.train_window=4", "heads.full.max_validation=200",
+             "heads.probe.max_epochs=3", "heads.mlp.max_epochs=3", "heads.gbdt.gbdt.num_boost_round=20",
+             "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), f"checkpoint={run_dir}",
+                          f"paths.root_dir={tmp_path}", "task=authorization", "head=all", "run_name=ft", *quick],
+                         capture_output=True, text=True, cwd=REPO, timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder == tmp_path / "checkpoints" / "ft"
+    rows = json.loads((folder / "metrics.json").read_text())["results"]
+    models = {(r["model"], r["label_fraction"]) for r in rows}
+    for model in ("probe", "mlp", "full", "gbdt", "scratch", "velocity_gbdt"):
+        assert {(model, 0.5), (model, 1.0)} <= models
+        head_dir = folder / "heads" / "authorization" / model
+        if model != "velocity_gbdt":
+            head = load_head(head_dir)
+            meta = json.loads((head_dir / "head.json").read_text())
+            assert meta["task"] == "authorization" and meta["threshold"] == head.threshold
+    for name in ("report.md", "plots/customer_embeddings.png", "plots/pretraining_loss.png",
+                 "plots/authorization_label_efficiency.png", "finetune.json"):
+        assert (folder / name).exists(), name
+
+    both, table = finetune_all(finetune_config([f"checkpoint={run_dir}", f"paths.root_dir={tmp_path}",
+                                                "head=probe", "baselines.scratch=false", "run_name=all",
+                                                *[q for q in quick if not q.startswith("heads.")]]))
+    assert "fraud:" in table and "authorization:" in table and "velocity_gbdt" in table
+    assert both == tmp_path / "checkpoints" / "all"
