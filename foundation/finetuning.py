@@ -269,7 +269,8 @@ def train_frozen_heads(fr: FinetuneRun, task: TaskSpec, heads: list[str], out_di
                 head.fit(pick["train"], _labels(train), pick["validation"], _labels(validation),
                          feature_names=layout.names() + raw.names, categorical_features=raw.categorical)
                 extra = {f"gbdt_{k}": v for k, v in head.info.items()}
-                layout_info = {**layout.to_dict(), "kind": "section8+raw", "raw": raw.layout()}
+                layout_info = {**layout.to_dict(), "kind": "section8+raw", "raw": raw.layout(),
+                               "velocity": task.velocity}
             else:
                 head = (ProbeHead if name == "probe" else MLPHead).from_config(_head_config(block))
                 head.fit(pick["train"], _labels(train), pick["validation"], _labels(validation))
@@ -413,6 +414,18 @@ def _wandb(cfg: DictConfig, paths: dict[str, Path]) -> None:
     logger.experiment.finish()
 
 
+def _save_config(cfg: DictConfig, path: Path) -> None:
+    """The resolved config next to the results; outside a Hydra app `paths.output_dir` (an ${hydra:}
+    interpolation) cannot resolve and becomes the run folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = cfg.copy()
+    if not HydraConfig.initialized() and "paths" in cfg:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(path.parent)
+    OmegaConf.save(cfg, path, resolve=True)
+
+
 def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tuple[Path, list[ModelResult]]:
     """Everything behind finetune/finetune_all. Returns (run folder, results)."""
     if not cfg.get("checkpoint"):
@@ -450,7 +463,7 @@ def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tu
                "timings_s": fr.timings, "cpu_s": fr.cpu_timings, "events_through_encoder": fr.encoder.events_read,
                "examples": {t: {s: tab.num_rows for s, tab in splits.items()} for t, splits in fr.examples.items()}}
     (out_dir / "finetune.json").write_text(json.dumps(summary, indent=2))
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    _save_config(cfg, out_dir / "config.yaml")
     log.info("fine-tune wall seconds %s; CPU seconds %s", fr.timings, fr.cpu_timings)
     return out_dir, results
 

@@ -23,7 +23,7 @@ from foundation.benchmark.suite import SECTIONS, has_error, run_suite
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TINY_WORLD = ["experiment=smoke", "synthetic.n_events=3000", "synthetic.n_customers=40",
-              "synthetic.n_merchants=10", "synthetic.n_issuers=3", "synthetic.block_customers=64"]
+              "synthetic.n_merchants=60", "synthetic.n_issuers=3", "synthetic.block_customers=64"]
 
 
 def compose_benchmark(tmp_path: Path, overrides: list[str]):
@@ -119,7 +119,7 @@ def test_truncate_sequences_cuts_every_list_column():
 @pytest.mark.slow
 def test_tiny_run_of_data_and_training_sections(tmp_path):
     """Sections 1-2 end to end through scripts/benchmark.py: the last line printed is results.md."""
-    world = ",".join(TINY_WORLD)
+    world = ",".join(f"'{o}'" for o in TINY_WORLD)  # Hydra: quote list items holding '='
     overrides = [f"paths.root_dir={tmp_path}", "sections=[data,training]", "data.n_events=3000",
                  "data.n_customers=40", f"prepared.overrides=[{world}]", "training.presets=[tiny,huge]",
                  "training.encoders=[transformer,gru]", "training.batch_size=4", "training.max_len=16",

@@ -85,6 +85,7 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     GlobalHydra.instance().clear()
 
     quick = ["examples.customers=null", "examples.days=null", "label_fractions=[0.5,1.0]", "heads.full.steps=4",
+             "heads.full.label_fractions=[0.5,1.0]",
              "heads.full.eval_every=2", "heads.full.train_window=4", "heads.full.max_validation=200",
              "heads.probe.max_epochs=3", "heads.mlp.max_epochs=3", "heads.gbdt.gbdt.num_boost_round=20",
              "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]

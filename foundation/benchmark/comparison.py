@@ -229,57 +229,131 @@ def score_features(name: str, features: np.ndarray, keys: pa.Table, raw: np.ndar
 # ---------------------------------------------------------------- the section
 
 
-def bench_comparison(prepared: Any, lcfg: Mapping[str, Any], work_dir: Path, load: Any) -> dict[str, Any]:
+@dataclass
+class Comparison:
+    """What every model of the comparison shares: settings, examples, raw fields and the shards read.
+
+    Attributes:
+        settings: the budget and architecture (also written to results.json).
+        width: FoundationConfig of the preset (hidden, layers, heads, feed-forward of both frameworks).
+        task: the downstream task; keys: example_keys of every example; raw: (N, R) raw fields of them.
+        train_seq: sequence folder both frameworks train on; encoded: its customers, encoded, >= min_len events.
+        store: full-history sequences our models embed from; prepared_root: the prepared data folder.
+    """
+
+    settings: dict[str, Any]
+    width: Any
+    task: TaskSpec
+    examples: dict[str, pa.Table]
+    keys: pa.Table
+    raw: np.ndarray
+    raw_names: list[str]
+    raw_categorical: list[str]
+    train_seq: Path
+    encoded: pa.Table
+    store: SequenceStore
+    prepared_root: Path
+
+    def downstream(self, name: str, vectors: np.ndarray, has_history: np.ndarray, lcfg: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+        """The head's test metrics on [vectors, has_history, raw fields] (vectors (N, H) in key order)."""
+        features = np.hstack([vectors, has_history[:, None].astype(np.float32)])
+        return score_features(name, features, self.keys, self.raw, self.raw_names, self.raw_categorical, self.task,
+                              lcfg.get("head"), int(lcfg["n_bootstrap"]))
+
+
+def prepare_comparison(prepared: Any, lcfg: Mapping[str, Any]) -> Comparison:
+    """Settings, examples, raw fields and training table of the comparison (see `bench_comparison`)."""
+    schema, tokenizer = prepared.schema, prepared.tokenizer
+    field_specs, entity_types = tokenizer.field_specs(), list(tokenizer.entity_types)
+    width = build_config(str(lcfg["preset"]), field_specs, entity_types)
+    settings = {"preset": str(lcfg["preset"]), "hidden": width.hidden_size, "layers": width.num_layers,
+                "heads": width.num_heads, "ffn": width.intermediate_size, "optimizer_steps": int(lcfg["steps"]),
+                "warmup_steps_untimed": int(lcfg["warmup"]), "entities_per_batch": int(lcfg["batch_size"]),
+                "views": int(lcfg["views"]), "max_len": int(lcfg["max_len"]), "min_len": int(lcfg["min_len"]),
+                "lr": float(lcfg["lr"]), "threads": torch.get_num_threads(), "entity_type": "customer",
+                "task": str(lcfg["task"])}
+    task = TaskSpec.from_config(TASK_CONF / f"{lcfg['task']}.yaml")
+    events, _ = load_events(schema)
+    examples = fraud_examples(events, schema, task, dict(lcfg["examples"]), int(lcfg.get("seed", 0)))
+    keys = example_keys(examples)
+    raw = raw_field_features(events, schema, task.velocity)
+    files = sorted((prepared.root / "encoded" / "pretrain" / "customer").glob("part-*.parquet"))
+    encoded = pa.concat_tables([pq.read_table(f) for f in files])
+    # ptls trains only on entities with at least min_len events; ours draws from the same set.
+    encoded = encoded.filter(pc.greater_equal(encoded.column("length"), int(lcfg["min_len"])))
+    store = SequenceStore(prepared.root / "sequences" / "all", tokenizer,
+                          encode_period(tokenizer, prepared.root, "all"))
+    return Comparison(settings, width, task, examples, keys, raw.values[keys.column("row").to_numpy()], raw.names,
+                      raw.categorical, prepared.root / "sequences" / "pretrain", encoded, store, prepared.root)
+
+
+def run_theirs(cmp: Comparison, encoder: str, embed_dir: Path, lcfg: Mapping[str, Any], work_dir: Path,
+               load: Callable[[], float]) -> dict[str, Any]:
+    """Train ptls CoLES with `encoder` ("rnn" | "transformer"), embed the examples, fit the head."""
+    from benchmarks.lifestream.harness import run_lifestream_benchmark
+
+    s, width = cmp.settings, cmp.width
+    started = load()
+    res = run_lifestream_benchmark(
+        cmp.train_seq, width.hidden_size, s["optimizer_steps"], work_dir / "ptls", encoders=[encoder],
+        schema=None if False else _schema_of(cmp), embed_seq_dir=embed_dir, batch_size=s["entities_per_batch"],
+        max_len=s["max_len"], warmup=s["warmup_steps_untimed"], threads=s["threads"],
+        timeout=float(lcfg["timeout_s"]), split_count=s["views"], min_len=s["min_len"], lr=s["lr"],
+        layers=width.num_layers, heads=width.num_heads, ffn=width.intermediate_size,
+        rnn_layers=int(lcfg["gru_layers"]), pit_from=pc.min(cmp.keys.column("event_time")).as_py().isoformat(),
+        pit_where="event_type=charge,decline", seed=int(lcfg.get("seed", 0)))[encoder]
+    vectors, has_history = their_embeddings(res["pit_embeddings"], cmp.keys)
+    name = f"ptls-{encoder}"
+    return {"framework": f"pytorch-lifestream {res.get('ptls_version', '')}".strip(), "encoder": encoder,
+            "params": res["params"], "events_per_s": round(res["events_per_s"], 1),
+            "events_per_cpu_s": round(res["events_per_cpu_s"], 1), "train_wall_s": round(res["fit_s"], 1),
+            "final_loss": res.get("final_loss"), "embed_wall_s": round(res["embed_wall_s"], 1),
+            "pit_rows": res.get("pit_rows"), "load_avg": [started, load()],
+            "downstream": cmp.downstream(name, vectors, has_history, lcfg)}
+
+
+def run_ours(cmp: Comparison, spec: Mapping[str, Any], field_specs: Sequence[Mapping], entity_types: Sequence[str],
+             lcfg: Mapping[str, Any], peak: float, load: Callable[[], float]) -> dict[str, Any]:
+    """Train ours with the contrastive objective (`spec`: name, encoder, overrides), embed, fit the head."""
+    s = cmp.settings
+    overrides = dict(spec.get("overrides") or {})
+    started = load()
+    t0 = time.perf_counter()
+    result, model = bench_training(
+        cmp.encoded, field_specs, entity_types, s["preset"], str(spec["encoder"]), batch_size=s["entities_per_batch"],
+        max_len=s["max_len"], steps=s["optimizer_steps"] - s["warmup_steps_untimed"],
+        warmup=s["warmup_steps_untimed"], peak_flops=peak, objectives={"contrastive": 1.0},
+        seed=int(lcfg.get("seed", 0)), views=s["views"], min_len=s["min_len"], lr=s["lr"],
+        model_overrides=overrides, return_model=True)
+    train_wall = time.perf_counter() - t0
+    vectors, has_history, embed_s = our_embeddings(model.foundation, field_specs, cmp.store, cmp.keys)
+    return {"framework": "ours", "encoder": str(spec["encoder"]), "params": result["params"],
+            "events_per_s": result["events_per_s"], "events_per_cpu_s": result["events_per_cpu_s"],
+            "train_wall_s": round(train_wall, 1), "final_loss": result["final_loss"], "mfu": result["mfu"],
+            "data_share": result["data_share"], "embed_wall_s": round(embed_s, 1), "overrides": overrides,
+            "load_avg": [started, load()], "downstream": cmp.downstream(str(spec["name"]), vectors, has_history, lcfg)}
+
+
+def bench_comparison(prepared: Any, lcfg: Mapping[str, Any], work_dir: Path, load: Callable[[], float]
+                     ) -> dict[str, Any]:
     """Section 3: ptls CoLES (GRU, transformer) against ours (contrastive; transformer, GRU).
 
     Args:
         prepared: PreparedData of the default synthetic world (sequences/pretrain and /all, tokenizer).
         lcfg: the `lifestream` block of conf/benchmark.yaml.
         work_dir: where ptls writes its models and embeddings.
-        load: callable returning the load average (recorded per run).
+        load: returns the 1-minute load average (recorded around each model).
     Returns:
-        {"settings", "examples", "models": {name: {framework, encoder, throughput..., downstream...}},
-         "reference": raw-fields-only downstream, "lifestream_env": status}. A failing model is an
+        {"settings", "examples", "lifestream_env", "models": {name: {framework, encoder, params, events_per_s,
+         events_per_cpu_s, ..., downstream}}, "reference" (raw fields only), "ratios"}. A failing model is an
         `error` entry under its name; the others still run.
     """
     lcfg = dict(lcfg)
-    schema, tokenizer = prepared.schema, prepared.tokenizer
-    field_specs, entity_types = tokenizer.field_specs(), list(tokenizer.entity_types)
-    preset = str(lcfg["preset"])
-    width = build_config(preset, field_specs, entity_types)
-    steps, warmup = int(lcfg["steps"]), int(lcfg["warmup"])
-    batch_size, max_len, views = int(lcfg["batch_size"]), int(lcfg["max_len"]), int(lcfg["views"])
-    min_len, lr, seed = int(lcfg["min_len"]), float(lcfg["lr"]), int(lcfg.get("seed", 0))
-    threads = torch.get_num_threads()
-    settings = {"preset": preset, "hidden": width.hidden_size, "layers": width.num_layers,
-                "heads": width.num_heads, "ffn": width.intermediate_size, "optimizer_steps": steps,
-                "warmup_steps_untimed": warmup, "entities_per_batch": batch_size, "views": views,
-                "max_len": max_len, "min_len": min_len, "lr": lr, "threads": threads,
-                "entity_type": "customer", "task": str(lcfg["task"])}
-    out: dict[str, Any] = {"settings": settings, "models": {}}
-
-    # Examples, raw fields and the shards each framework reads.
-    task = TaskSpec.from_config(TASK_CONF / f"{lcfg['task']}.yaml")
-    events, _ = load_events(schema)
-    examples = fraud_examples(events, schema, task, dict(lcfg["examples"]), seed)
-    keys = example_keys(examples)
-    out["examples"] = {s: {"n": t.num_rows, "positive": int(pc.sum(t.column("label")).as_py())}
-                       for s, t in examples.items()}
-    raw = raw_field_features(events, schema, task.velocity)
-    raw_values = raw.values[keys.column("row").to_numpy()]
-    del events
-    train_seq = prepared.root / "sequences" / "pretrain"
-    encoded = pa.concat_tables([pq.read_table(f) for f in
-                                sorted((prepared.root / "encoded" / "pretrain" / "customer").glob("part-*.parquet"))])
-    # ptls trains only on entities with at least min_len events; ours draws from the same set.
-    encoded = encoded.filter(pc.greater_equal(encoded.column("length"), min_len))
-    store = SequenceStore(prepared.root / "sequences" / "all", tokenizer, encode_period(tokenizer, prepared.root, "all"))
-    head, n_boot = lcfg.get("head"), int(lcfg["n_bootstrap"])
-
-    def downstream(name: str, vectors: np.ndarray, has_history: np.ndarray) -> dict[str, Any]:
-        features = np.hstack([vectors, has_history[:, None].astype(np.float32)])
-        return score_features(name, features, keys, raw_values, raw.names, raw.categorical, task, head, n_boot)
-
+    cmp = prepare_comparison(prepared, lcfg)
+    out: dict[str, Any] = {"settings": cmp.settings, "models": {},
+                           "examples": {s: {"n": t.num_rows, "positive": int(pc.sum(t.column("label")).as_py())}
+                                        for s, t in cmp.examples.items()}}
     # Theirs first (its environment may need creating), then ours, back to back.
     theirs = [str(e) for e in lcfg["theirs"]]
     try:
@@ -290,62 +364,31 @@ def bench_comparison(prepared: Any, lcfg: Mapping[str, Any], work_dir: Path, loa
         out["lifestream_env"] = {"status": "skipped", **error_entry(err)}
         theirs = []
     if theirs:
-        from benchmarks.lifestream.harness import run_lifestream_benchmark
-
-        chosen = pc.unique(keys.column("customer_id"))
-        until = int(pc.max(pc.cast(examples["test"].column("event_time"), pa.int64())).as_py()) + 1
-        pit_from = pc.min(keys.column("event_time")).as_py().isoformat()
-        embed_dir = customer_shard(prepared.root / "sequences" / "all", "customer", chosen, until,
-                                   work_dir / "embed_sequences")
+        # ptls embeds every charge attempt of the example customers from the first example on: cut their
+        # histories after the last test example so nothing later is embedded for nothing.
+        until = int(pc.max(pc.cast(cmp.examples["test"].column("event_time"), pa.int64())).as_py()) + 1
+        embed_dir = customer_shard(cmp.prepared_root / "sequences" / "all", "customer",
+                                   pc.unique(cmp.keys.column("customer_id")), until, work_dir / "embed_sequences")
         for encoder in theirs:
-            name = f"ptls-{encoder}"
             try:
-                started = load()
-                res = run_lifestream_benchmark(
-                    train_seq, width.hidden_size, steps, work_dir / "ptls", encoders=[encoder], schema=schema,
-                    embed_seq_dir=embed_dir, batch_size=batch_size, max_len=max_len, warmup=warmup,
-                    threads=threads, timeout=float(lcfg["timeout_s"]), split_count=views, min_len=min_len, lr=lr,
-                    layers=width.num_layers, heads=width.num_heads, ffn=width.intermediate_size,
-                    rnn_layers=int(lcfg["gru_layers"]), pit_from=pit_from, pit_where="event_type=charge,decline",
-                    seed=seed)[encoder]
-                vectors, has_history = their_embeddings(res["pit_embeddings"], keys)
-                out["models"][name] = {
-                    "framework": f"pytorch-lifestream {res.get('ptls_version', '')}".strip(), "encoder": encoder,
-                    "params": res["params"], "events_per_s": round(res["events_per_s"], 1),
-                    "events_per_cpu_s": round(res["events_per_cpu_s"], 1), "train_wall_s": round(res["fit_s"], 1),
-                    "final_loss": res.get("final_loss"), "embed_wall_s": round(res["embed_wall_s"], 1),
-                    "pit_rows": res.get("pit_rows"), "load_avg": [started, load()],
-                    "downstream": downstream(name, vectors, has_history)}
+                out["models"][f"ptls-{encoder}"] = run_theirs(cmp, encoder, embed_dir, lcfg, work_dir, load)
             except Exception as err:
-                out["models"][name] = {"framework": "pytorch-lifestream", "encoder": encoder, **error_entry(err)}
-
+                out["models"][f"ptls-{encoder}"] = {"framework": "pytorch-lifestream", "encoder": encoder,
+                                                    **error_entry(err)}
+    tokenizer = prepared.tokenizer
     peak = matmul_peak_flops()
     for spec in lcfg["ours"]:
-        name, encoder = str(spec["name"]), str(spec["encoder"])
         try:
-            started = load()
-            t0 = time.perf_counter()
-            result, model = bench_training(
-                encoded, field_specs, entity_types, preset, encoder, batch_size=batch_size, max_len=max_len,
-                steps=steps - warmup, warmup=warmup, peak_flops=peak, objectives={"contrastive": 1.0}, seed=seed,
-                views=views, min_len=min_len, lr=lr, model_overrides=dict(spec.get("overrides") or {}),
-                return_model=True)
-            train_wall = time.perf_counter() - t0
-            vectors, has_history, embed_s = our_embeddings(model.foundation, field_specs, store, keys)
-            out["models"][name] = {
-                "framework": "ours", "encoder": encoder, "params": result["params"],
-                "events_per_s": result["events_per_s"], "events_per_cpu_s": result["events_per_cpu_s"],
-                "train_wall_s": round(train_wall, 1), "final_loss": result["final_loss"],
-                "mfu": result["mfu"], "data_share": result["data_share"], "embed_wall_s": round(embed_s, 1),
-                "overrides": dict(spec.get("overrides") or {}), "load_avg": [started, load()],
-                "downstream": downstream(name, vectors, has_history)}
+            out["models"][str(spec["name"])] = run_ours(cmp, spec, tokenizer.field_specs(),
+                                                        list(tokenizer.entity_types), lcfg, peak, load)
         except Exception as err:
-            out["models"][name] = {"framework": "ours", "encoder": encoder, **error_entry(err)}
-
+            out["models"][str(spec["name"])] = {"framework": "ours", "encoder": str(spec["encoder"]),
+                                                **error_entry(err)}
     try:
-        out["reference"] = {"name": "raw fields only", "downstream": score_features(
-            "none", np.zeros((keys.num_rows, 0), np.float32), keys, raw_values, raw.names, raw.categorical, task,
-            head, n_boot)}
+        reference = score_features("none", np.zeros((cmp.keys.num_rows, 0), np.float32), cmp.keys, cmp.raw,
+                                   cmp.raw_names, cmp.raw_categorical, cmp.task, lcfg.get("head"),
+                                   int(lcfg["n_bootstrap"]))
+        out["reference"] = {"name": "raw fields only", "downstream": reference}
     except Exception as err:
         out["reference"] = {"name": "raw fields only", **error_entry(err)}
     out["ratios"] = throughput_ratios(out["models"], lcfg.get("pairs") or [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -105,7 +106,8 @@ class BenchContext:
         if _cached(run_dir, key, "hf/model.safetensors"):
             log.info("reusing the pretraining run %s", run_dir)
             return run_dir
-        (run_dir / KEY_FILE).unlink(missing_ok=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # made by an earlier benchmark with other settings
         pretrain(self.pretrain_config(overrides, run_dir))
         (run_dir / KEY_FILE).write_text(key + "\n")
         return run_dir
@@ -124,7 +126,8 @@ class BenchContext:
         if _cached(ft_dir, key, "finetune.json"):
             log.info("reusing the fine-tune run %s", ft_dir)
             return ft_dir
-        (ft_dir / KEY_FILE).unlink(missing_ok=True)
+        if ft_dir.exists():
+            shutil.rmtree(ft_dir)
         cfg = finetune_config(overrides)
         with open_dict(cfg):
             cfg.run_name = ft_dir.name

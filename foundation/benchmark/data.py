@@ -46,7 +46,7 @@ def bench_data_stages(n_events: int, n_customers: int, work_dir: Path, seed: int
     """
     work_dir = Path(work_dir)
     events_dir = work_dir / "events"
-    n_merchants = max(n_customers // 10, 50)
+    n_merchants = max(n_customers // 10, 60)  # the generator needs two merchants per category (56)
     config = synthetic_config(seed=seed, n_events=n_events, n_customers=n_customers, n_merchants=n_merchants,
                               n_issuers=30, events_dir=str(events_dir))
     seconds: dict[str, float] = {}

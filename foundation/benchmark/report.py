@@ -113,8 +113,10 @@ def embeddings_section(res: Mapping[str, Any]) -> list[str]:
                 continue
             rows.append([mode, etype, _num(r["entities"]), _num(r["seconds"], 1), _num(r["entities_per_s"]),
                          _num(r["events_per_s"]), ""])
-    head = (f"`{res.get('preset')}` model, windows of {res.get('max_len')} events, {res.get('threads')} threads; "
-            "events/s = events passed through the encoder (section-8 windows).")
+    subset = f"first {res['max_shards']} shard(s) per entity type" if res.get("max_shards") else "every entity"
+    head = (f"`{res.get('preset')}` model, windows of {res.get('max_len')} events, {res.get('threads')} threads, "
+            f"{subset} of the default world's full history; events/s = events passed through the encoder "
+            "(section-8 windows); parquet writing included.")
     return [head, ""] + _table(["mode", "entity type", "entities", "seconds", "entities/s", "events/s", "note"], rows)
 
 
@@ -166,8 +168,13 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             lines += ["", f"**Section failed**: {_error(entry)}"]
         lines.append("")
     lines += ["## Sections", ""]
-    rows = [[name, e.get("status"), e.get("date", ""), _num(e.get("wall_s"), 1),
+    rows = [[name, e.get("status"), e.get("date", ""), _num(e.get("wall_s"), 1), _num(e.get("cpu_s"), 1),
              " / ".join(f"{v:.1f}" for v in e.get("load_avg_start", [])[:1] + e.get("load_avg_end", [])[:1]),
              "distorted by other load" if e.get("distorted") else ""] for name, e in sections.items()]
-    lines += _table(["section", "status", "date", "wall s", "load avg 1 min (start / end)", "note"], rows)
+    lines += _table(["section", "status", "date", "wall s", "CPU s (suite process)", "load avg 1 min (start / end)",
+                     "note"], rows)
+    lines += ["", "CPU s counts the suite's own process (all its threads), not the pytorch-lifestream or service "
+                  "subprocesses. A section is flagged when the 5-minute load average per core exceeded "
+                  f"{results.get('config', {}).get('busy_load_per_core', '-')} at its start or end: other jobs "
+                  "shared the cores and its figures are lower than this machine gives."]
     return "\n".join(lines) + "\n"

@@ -126,33 +126,10 @@ def section_lifestream(ctx: BenchContext) -> dict[str, Any]:
 
 
 def section_embeddings(ctx: BenchContext) -> dict[str, Any]:
-    from foundation.embeddings.checkpoint import PretrainedRun
-    from foundation.embeddings.export import export_embeddings
-    from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates
+    from foundation.benchmark.export import bench_export
 
-    e = ctx.cfg.embeddings
-    run = PretrainedRun.load(ctx.pretrained_run)
-    _, store, _ = run.store(run.data_config())
-    encoder = PointInTimeEncoder(run.model, run.tokenizer.field_specs(), int(e.batch_tokens), "cpu", progress=False)
-    states = PointInTimeStates(store, encoder)
-    types = list(e.entity_types) if e.entity_types else store.entity_types
-    modes: dict[str, dict[str, Any]] = {}
-    for mode in e.modes:
-        modes[str(mode)] = {}
-        for entity_type in types:
-            try:
-                summary = export_embeddings(states, ctx.work_dir / "embeddings" / str(mode), str(mode), [entity_type],
-                                            int(e.chunk_entities))
-                n = summary.entities[entity_type]
-                modes[str(mode)][entity_type] = {
-                    "entities": n, "rows": summary.rows[entity_type], "seconds": round(summary.seconds, 2),
-                    "entities_per_s": round(n / max(summary.seconds, 1e-9), 1), "events_read": summary.events_read,
-                    "events_per_s": round(summary.events_read / max(summary.seconds, 1e-9), 1)}
-            except Exception as err:
-                modes[str(mode)][entity_type] = error_entry(err)
-    return {"preset": str(ctx.cfg.checkpoint.preset), "max_len": int(run.model.config.max_position),
-            "hidden_size": int(run.model.config.hidden_size), "threads": torch.get_num_threads(),
-            "checkpoint": str(ctx.pretrained_run), "modes": modes}
+    ecfg = OmegaConf.to_container(ctx.cfg.embeddings, resolve=True)
+    return {"preset": str(ctx.cfg.checkpoint.preset), **bench_export(ctx.pretrained_run, ecfg, ctx.work_dir / "embeddings")}
 
 
 def section_serving(ctx: BenchContext) -> dict[str, Any]:
@@ -185,7 +162,7 @@ def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict
     """Run one section; its results, or its error, with date, wall time and load averages."""
     entry: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "load_avg_start": load_average()}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     print(f"\n=== benchmark section: {name} ===", flush=True)
     try:
         entry["results"] = SECTIONS[name](ctx)
@@ -194,6 +171,9 @@ def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict
         log.exception("benchmark section %s failed", name)
         entry.update(status="error", **error_entry(err))
     entry["wall_s"] = round(time.perf_counter() - start, 1)
+    # CPU seconds of this process (all its threads; not its subprocesses): wall >> cpu / cores means the
+    # section waited for cores other jobs held.
+    entry["cpu_s"] = round(time.process_time() - cpu_start, 1)
     entry["load_avg_end"] = load_average()
     cores = os.cpu_count() or 1
     # The 5-minute average covers a typical section; either average above the bar marks it as distorted.

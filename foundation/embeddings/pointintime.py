@@ -69,15 +69,14 @@ class PointInTimeEncoder:
         batch = assemble(source, self.columns, rows, starts, counts, rows)
         return {key: value.to(self.device) for key, value in batch.items()}
 
-    def run_plan(self, encoded: pa.Table | ArrowRows, plan: WindowPlan, desc: str = "states",
-                 grad: bool = False) -> torch.Tensor:
+    @torch.inference_mode()
+    def run_plan(self, encoded: pa.Table | ArrowRows, plan: WindowPlan, desc: str = "states") -> torch.Tensor:
         """Hidden states of a plan's queries.
 
         Args:
             encoded: encoded sequences (EventTokenizer.encode output) or their ArrowRows.
             plan: windows and queries (windows.plan_windows / block_windows).
             desc: progress-bar label.
-            grad: keep the autograd graph (fine-tuning); otherwise inference mode.
         Returns:
             (Q, H) float32 tensor, query order, on the encoder's device.
         """
@@ -102,8 +101,7 @@ class PointInTimeEncoder:
                 b = min(len(order), a + max(1, self.batch_tokens // max(width, 1)))
                 chosen = order[a:b]
                 batch = self._batch(source, plan.rows[chosen], plan.starts[chosen], plan.counts[chosen])
-                with torch.set_grad_enabled(grad), torch.inference_mode(not grad):
-                    hidden = self.model(batch).last_hidden_state  # (B, T, H)
+                hidden = self.model(batch).last_hidden_state  # (B, T, H)
                 queries = by_window[bounds[a]:bounds[b]]
                 local = torch.as_tensor(query_rank[queries] - a, device=self.device)
                 offset = torch.as_tensor(plan.offset[queries], device=self.device)
@@ -111,10 +109,6 @@ class PointInTimeEncoder:
                 self.events_read += int(plan.counts[chosen].sum())
                 bar.update(int(plan.counts[chosen].sum()))
                 a = b
-        if grad:
-            index = torch.cat([q for q, _ in pieces])
-            values = torch.cat([v for _, v in pieces])
-            return torch.zeros_like(out).index_copy(0, index, values)
         for queries, values in pieces:
             out[queries] = values.float()
         return out
@@ -138,7 +132,7 @@ class PointInTimeEncoder:
         return self.run_plan(source, block_windows(source.lengths, self.max_len), desc).cpu().numpy()
 
     def event_vectors(self, encoded: pa.Table | ArrowRows, rows: Sequence[int] | np.ndarray,
-                      positions: Sequence[int] | np.ndarray, grad: bool = False) -> torch.Tensor:
+                      positions: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Outcome-free event vectors (foundation.serving.features.event_vectors) of single events.
 
         Each event is embedded alone (T = 1), exactly as the scorer's `event_batch` does, so its vector
@@ -153,12 +147,9 @@ class PointInTimeEncoder:
         out = []
         step = max(self.batch_tokens, 1)
         for a in range(0, len(rows), step):
-            batch = self._batch(source, rows[a:a + step], positions[a:a + step], np.ones(len(rows[a:a + step]), np.int64))
-            # The scorer's function runs under inference mode; fine-tuning calls the same body (functools.wraps
-            # keeps it as __wrapped__) so the graph reaches the embeddings.
-            function = event_vectors.__wrapped__ if grad else event_vectors
-            vectors = function(self.model, batch, self.field_specs)  # (B, 1, H)
-            out.append(vectors[:, 0].float())
+            part = slice(a, a + step)
+            batch = self._batch(source, rows[part], positions[part], np.ones(len(rows[part]), np.int64))
+            out.append(event_vectors(self.model, batch, self.field_specs)[:, 0].float())  # (B, H)
         if not out:
             return torch.zeros(0, self.hidden_size, device=self.device)
         return torch.cat(out)

@@ -205,3 +205,24 @@ def raw_field_features(events: pa.Table, schema: Any, velocity: Mapping[str, Any
     settings.update(entities=[], decline_entities=[], dispute_entities=[])
     found = velocity_features(events, schema, VelocityConfig.from_config(settings), categories=categories)
     return RawFields(found.values, found.names, found.categorical, found.categories)
+
+
+def raw_features_for(events: pa.Table, schema: Any, layout: Mapping[str, Any]) -> np.ndarray:
+    """The raw-field columns a `gbdt` head was trained with, for new events (e.g. an attempt being scored).
+
+    Args:
+        events: canonical rows of the events.
+        schema: the data schema.
+        layout: the head's head.json `feature_layout` (kind "section8+raw": its `raw` and `velocity` entries).
+    Returns:
+        (N, R) float32 to append after the section-8 task features.
+    Raises:
+        ValueError: the layout has no raw block, or the recomputed columns differ from the trained ones.
+    """
+    raw = layout.get("raw") if layout else None
+    if not raw:
+        raise ValueError("feature_layout has no `raw` block: this head reads section-8 features only")
+    found = raw_field_features(events, schema, layout.get("velocity") or {}, categories=raw["categories"])
+    if found.names != list(raw["names"]):
+        raise ValueError(f"raw fields {found.names} differ from the head's {raw['names']}")
+    return found.values

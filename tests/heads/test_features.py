@@ -13,6 +13,7 @@ from foundation.heads.features import (
     FeatureLayout,
     example_keys,
     example_states,
+    raw_features_for,
     raw_field_features,
     task_feature_matrix,
 )
@@ -77,3 +78,7 @@ def test_raw_fields_hold_no_outcome_and_no_label(world):
     # encoding one new event with the trained vocabularies gives the same codes (what a scorer would do)
     one = raw_field_features(events.slice(10, 1), world.schema, {}, categories=raw.categories)
     np.testing.assert_array_equal(one.values[0], raw.values[10])
+    layout = {"raw": raw.layout(), "velocity": {"country_fields": ["merchant_country", "card_country"]}}
+    np.testing.assert_array_equal(raw_features_for(events.slice(10, 1), world.schema, layout)[0], raw.values[10])
+    with pytest.raises(ValueError, match="no `raw` block"):
+        raw_features_for(events.slice(10, 1), world.schema, {"kind": "section8"})

@@ -54,6 +54,7 @@ def test_training_features_equal_the_section8_features(world, examples):
     np.testing.assert_allclose(found, states.take(np.arange(40)).features(ENTITIES), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_learns_a_planted_signal_and_round_trips(world, examples, tmp_path):
     states, labels = examples
     n = len(labels)
