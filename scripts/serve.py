@@ -1,6 +1,6 @@
 """Run the online scoring service: python scripts/serve.py checkpoint=checkpoints/<run> finetune_run=<run>
 
-Without a checkpoint the service only ingests events (scores answer 503). See docs/readme/serving.md."""
+Without a checkpoint the service only ingests events (scores answer 503). See docs/guide/serving.md."""
 
 import hydra
 from omegaconf import DictConfig

@@ -17,7 +17,8 @@ import logging
 import subprocess
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,7 @@ class Comparison:
         task: the downstream task; keys: example_keys of every example; raw: (N, R) raw fields of them.
         train_seq: sequence folder both frameworks train on; encoded: its customers, encoded, >= min_len events.
         store: full-history sequences our models embed from; prepared_root: the prepared data folder.
+        schema: the data schema (its categorical and numeric fields are ptls' inputs, its labels never).
     """
 
     settings: dict[str, Any]
@@ -253,6 +255,7 @@ class Comparison:
     encoded: pa.Table
     store: SequenceStore
     prepared_root: Path
+    schema: Any
 
     def downstream(self, name: str, vectors: np.ndarray, has_history: np.ndarray, lcfg: Mapping[str, Any]
                    ) -> dict[str, Any]:
@@ -285,7 +288,7 @@ def prepare_comparison(prepared: Any, lcfg: Mapping[str, Any]) -> Comparison:
     store = SequenceStore(prepared.root / "sequences" / "all", tokenizer,
                           encode_period(tokenizer, prepared.root, "all"))
     return Comparison(settings, width, task, examples, keys, raw.values[keys.column("row").to_numpy()], raw.names,
-                      raw.categorical, prepared.root / "sequences" / "pretrain", encoded, store, prepared.root)
+                      raw.categorical, prepared.root / "sequences" / "pretrain", encoded, store, prepared.root, schema)
 
 
 def run_theirs(cmp: Comparison, encoder: str, embed_dir: Path, lcfg: Mapping[str, Any], work_dir: Path,
@@ -297,7 +300,7 @@ def run_theirs(cmp: Comparison, encoder: str, embed_dir: Path, lcfg: Mapping[str
     started = load()
     res = run_lifestream_benchmark(
         cmp.train_seq, width.hidden_size, s["optimizer_steps"], work_dir / "ptls", encoders=[encoder],
-        schema=None if False else _schema_of(cmp), embed_seq_dir=embed_dir, batch_size=s["entities_per_batch"],
+        schema=cmp.schema, embed_seq_dir=embed_dir, batch_size=s["entities_per_batch"],
         max_len=s["max_len"], warmup=s["warmup_steps_untimed"], threads=s["threads"],
         timeout=float(lcfg["timeout_s"]), split_count=s["views"], min_len=s["min_len"], lr=s["lr"],
         layers=width.num_layers, heads=width.num_heads, ffn=width.intermediate_size,

@@ -1,5 +1,5 @@
 """Evaluation: task examples under the out-of-time protocol, metrics with bootstrap intervals, the velocity
-GBDT baseline, and the report (metrics.json, report.md, plots). See docs/readme/evaluation.md."""
+GBDT baseline, and the report (metrics.json, report.md, plots). See docs/guide/evaluation.md."""
 
 from foundation.evaluation.metrics import (
     bootstrap_metrics,

@@ -40,7 +40,7 @@ class FoundationConfig(PreTrainedConfig):
         index_position (`bool`): also add learned index positions when `time_encoding="time_alibi"`.
         event_combine (`str`): how field embeddings form one event vector: `"concat"` (concatenate, then
             project to H; the default: it learned the next-event task much faster than `"sum"` in a
-            side-by-side run, see docs/readme/model.md) or `"sum"`.
+            side-by-side run, see docs/guide/model.md) or `"sum"`.
         text_pooling (`str`): how a text field's subword embeddings are pooled; `"mean"` over non-pad tokens.
         layer_norm_eps (`float`): epsilon of every LayerNorm.
         initializer_range (`float`): std of the normal init of linear and embedding weights.

@@ -1,5 +1,5 @@
 """The Spark backend of the data path: validation and sequence building that scale out to a cluster and
-write the same quarantine files and sequence shards as the pyarrow backend (docs/readme/spark.md).
+write the same quarantine files and sequence shards as the pyarrow backend (docs/guide/spark.md).
 
 The modules mirror the pyarrow ones, function for function::
 

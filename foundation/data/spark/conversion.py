@@ -9,7 +9,7 @@ in Arrow's cast format); those are decided by one small aggregate before the con
 Times are carried as epoch milliseconds (long) so nothing depends on Spark's microsecond timestamps;
 `to_timestamp_ms` turns them back into timestamps at the end.
 
-Known differences (documented in docs/readme/spark.md): impossible calendar dates under a `format`
+Known differences (documented in docs/guide/spark.md): impossible calendar dates under a `format`
 (2024-02-30) are unparsable here but rolled over by Arrow's strptime; non-integral floats used as ids or
 categories print in Java's float format; timestamps and binary used as ids or categories print in Spark's
 format.

@@ -1,4 +1,4 @@
-"""The synthetic payments world: the embedded default dataset (see docs/readme/synthetic.md).
+"""The synthetic payments world: the embedded default dataset (see docs/guide/synthetic.md).
 
 Customers (one card each), merchants and issuers exchange charges, declines, refunds and disputes, with
 five planted behaviours only a sequence reveals: card testing, account takeover, compromised merchants,
