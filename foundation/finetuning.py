@@ -172,7 +172,7 @@ class FinetuneRun:
         self.field_specs = self.run.tokenizer.field_specs()
         self.encoder = self.encoder_for(self.run.model)
         self.examples = self._select_examples()
-        self._tick("examples")
+        self._tick("load_and_examples")
         entity_types = list(dict.fromkeys(e for t in self.tasks for e in t.entities))
         rows = np.unique(np.concatenate([t.column("row").to_numpy() for splits in self.examples.values()
                                          for t in splits.values()]))
@@ -252,7 +252,7 @@ def train_frozen_heads(fr: FinetuneRun, task: TaskSpec, heads: list[str], out_di
     cfg, layout = fr.cfg, FeatureLayout(task.entities, fr.encoder.hidden_size)
     examples = fr.examples[task.name]
     test = examples["test"]
-    X = {split: fr.states_of(examples[split]).features(task.entities) for split in SPLITS}
+    X_test = fr.states_of(test).features(task.entities)
     raw = raw_field_features(fr.events, fr.schema, task.velocity) if "gbdt" in heads else None
     results = []
     for name in heads:
@@ -260,7 +260,7 @@ def train_frozen_heads(fr: FinetuneRun, task: TaskSpec, heads: list[str], out_di
         for fraction in _fractions(cfg, block, task):
             train, validation = _subsets(examples, fraction, int(cfg.seed))
             pick = {"train": fr.states_of(train).features(task.entities),
-                    "validation": fr.states_of(validation).features(task.entities), "test": X["test"]}
+                    "validation": fr.states_of(validation).features(task.entities), "test": X_test}
             extra: dict[str, Any] = {}
             if name == "gbdt":
                 tables = {"train": train, "validation": validation, "test": test}
@@ -329,7 +329,7 @@ def train_full_heads(fr: FinetuneRun, task: TaskSpec, name: str, out_dir: Path) 
         head.choose_threshold(_labels(stop_table), scores[: stop_table.num_rows])
         test_scores = scores[stop_table.num_rows:]
         results.append(ModelResult.from_examples(test, task.name, name, test_scores, fraction, train.num_rows, {
-            "threshold": head.threshold, "best_step": head.info["best_step"],
+            "threshold": head.threshold, "best_step": head.info["best_step"], "n_train_visited": int(len(pool)),
             "validation_pr_auc": head.info["validation_pr_auc"]}))
         if fraction == 1.0:
             head.save(out_dir / "heads" / task.name / name, tokenizer=fr.run.tokenizer, task=task.name,
@@ -450,7 +450,7 @@ def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tu
         if baselines.get("scratch") and "full" in (cfg.get("heads") or {}):
             results += train_full_heads(fr, task, "scratch", out_dir)
             fr._tick(f"{task.name}/scratch")
-        if baselines.get("velocity_gbdt"):
+        if baselines.get("velocity_gbdt") not in (None, False):  # a block of gbdt overrides, or true
             results += velocity_results(fr, task)
             fr._tick(f"{task.name}/velocity_gbdt")
     report = cfg.get("report") or {}
