@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from foundation.benchmark.comparison import throughput_ratios, truncate_sequences
+from foundation.benchmark.comparison import run_order, throughput_ratios, truncate_sequences
 from foundation.benchmark.report import render_markdown
 from foundation.benchmark.suite import SECTIONS, has_error, run_suite
 
@@ -99,6 +99,14 @@ def test_throughput_ratios_pair_successful_runs_only():
     ratios = throughput_ratios(models, [["ours-gru", "ptls-rnn"], ["ours-transformer", "ptls-transformer"]])
     assert ratios == [{"ours": "ours-gru", "theirs": "ptls-rnn", "events_per_s_ratio": 3.0,
                        "events_per_cpu_s_ratio": 2.5}]
+
+
+def test_paired_models_train_back_to_back():
+    order = run_order(["ours-transformer", "ours-gru", "ours-extra"], ["ptls-rnn", "ptls-transformer"],
+                      [["ours-transformer", "ptls-transformer"], ["ours-gru", "ptls-rnn"]])
+    assert order == ["ours-transformer", "ptls-transformer", "ours-gru", "ptls-rnn", "ours-extra"]
+    # Without ptls (its environment could not be made) the pairs shrink to ours.
+    assert run_order(["ours-gru"], [], [["ours-gru", "ptls-rnn"]]) == ["ours-gru"]
 
 
 def test_truncate_sequences_cuts_every_list_column():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from foundation.benchmark.report import error_entry
 from foundation.benchmark.training import bench_training, matmul_peak_flops
 from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
 from foundation.evaluation.metrics import evaluate_scores
@@ -47,12 +47,6 @@ TASK_CONF = ROOT / "conf" / "task"
 
 class LifestreamUnavailable(RuntimeError):
     """The pytorch-lifestream environment is missing and could not be created (the reason says why)."""
-
-
-def error_entry(err: BaseException) -> dict[str, str]:
-    """An error as results.json records it: type, message and the end of the traceback."""
-    tail = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:])
-    return {"error": f"{type(err).__name__}: {err}", "traceback": tail[-2000:]}
 
 
 def ensure_lifestream_env(create: bool, timeout: float, log_path: Path) -> Path:
@@ -291,9 +285,18 @@ def prepare_comparison(prepared: Any, lcfg: Mapping[str, Any]) -> Comparison:
                       raw.categorical, prepared.root / "sequences" / "pretrain", encoded, store, prepared.root, schema)
 
 
+@dataclass
+class Trained:
+    """A trained model of the comparison: its results.json entry and the examples' embeddings."""
+
+    entry: dict[str, Any]
+    vectors: np.ndarray
+    has_history: np.ndarray
+
+
 def run_theirs(cmp: Comparison, encoder: str, embed_dir: Path, lcfg: Mapping[str, Any], work_dir: Path,
-               load: Callable[[], float]) -> dict[str, Any]:
-    """Train ptls CoLES with `encoder` ("rnn" | "transformer"), embed the examples, fit the head."""
+               load: Callable[[], float]) -> Trained:
+    """Train ptls CoLES with `encoder` ("rnn" | "transformer") and embed the examples (one ptls process)."""
     from benchmarks.lifestream.harness import run_lifestream_benchmark
 
     s, width = cmp.settings, cmp.width
@@ -307,18 +310,17 @@ def run_theirs(cmp: Comparison, encoder: str, embed_dir: Path, lcfg: Mapping[str
         rnn_layers=int(lcfg["gru_layers"]), pit_from=pc.min(cmp.keys.column("event_time")).as_py().isoformat(),
         pit_where="event_type=charge,decline", seed=int(lcfg.get("seed", 0)))[encoder]
     vectors, has_history = their_embeddings(res["pit_embeddings"], cmp.keys)
-    name = f"ptls-{encoder}"
-    return {"framework": f"pytorch-lifestream {res.get('ptls_version', '')}".strip(), "encoder": encoder,
-            "params": res["params"], "events_per_s": round(res["events_per_s"], 1),
-            "events_per_cpu_s": round(res["events_per_cpu_s"], 1), "train_wall_s": round(res["fit_s"], 1),
-            "final_loss": res.get("final_loss"), "embed_wall_s": round(res["embed_wall_s"], 1),
-            "pit_rows": res.get("pit_rows"), "load_avg": [started, load()],
-            "downstream": cmp.downstream(name, vectors, has_history, lcfg)}
+    entry = {"framework": f"pytorch-lifestream {res.get('ptls_version', '')}".strip(), "encoder": encoder,
+             "params": res["params"], "events_per_s": round(res["events_per_s"], 1),
+             "events_per_cpu_s": round(res["events_per_cpu_s"], 1), "train_wall_s": round(res["fit_s"], 1),
+             "final_loss": res.get("final_loss"), "embed_wall_s": round(res["embed_wall_s"], 1),
+             "pit_rows": res.get("pit_rows"), "load_avg": [started, load()]}
+    return Trained(entry, vectors, has_history)
 
 
 def run_ours(cmp: Comparison, spec: Mapping[str, Any], field_specs: Sequence[Mapping], entity_types: Sequence[str],
-             lcfg: Mapping[str, Any], peak: float, load: Callable[[], float]) -> dict[str, Any]:
-    """Train ours with the contrastive objective (`spec`: name, encoder, overrides), embed, fit the head."""
+             lcfg: Mapping[str, Any], peak: float, load: Callable[[], float]) -> Trained:
+    """Train ours with the contrastive objective (`spec`: name, encoder, overrides) and embed the examples."""
     s = cmp.settings
     overrides = dict(spec.get("overrides") or {})
     started = load()
@@ -331,11 +333,21 @@ def run_ours(cmp: Comparison, spec: Mapping[str, Any], field_specs: Sequence[Map
         model_overrides=overrides, return_model=True)
     train_wall = time.perf_counter() - t0
     vectors, has_history, embed_s = our_embeddings(model.foundation, field_specs, cmp.store, cmp.keys)
-    return {"framework": "ours", "encoder": str(spec["encoder"]), "params": result["params"],
-            "events_per_s": result["events_per_s"], "events_per_cpu_s": result["events_per_cpu_s"],
-            "train_wall_s": round(train_wall, 1), "final_loss": result["final_loss"], "mfu": result["mfu"],
-            "data_share": result["data_share"], "embed_wall_s": round(embed_s, 1), "overrides": overrides,
-            "load_avg": [started, load()], "downstream": cmp.downstream(str(spec["name"]), vectors, has_history, lcfg)}
+    entry = {"framework": "ours", "encoder": str(spec["encoder"]), "params": result["params"],
+             "events_per_s": result["events_per_s"], "events_per_cpu_s": result["events_per_cpu_s"],
+             "train_wall_s": round(train_wall, 1), "final_loss": result["final_loss"], "mfu": result["mfu"],
+             "data_share": result["data_share"], "embed_wall_s": round(embed_s, 1), "overrides": overrides,
+             "load_avg": [started, load()]}
+    return Trained(entry, vectors, has_history)
+
+
+def run_order(ours: Sequence[str], theirs: Sequence[str], pairs: Sequence[Sequence[str]]) -> list[str]:
+    """Model names in training order: each (ours, theirs) pair back to back (ours first: its embedding is
+    short, so the two trainings are seconds apart and see the same machine load), then the unpaired ones."""
+    order: list[str] = []
+    for pair in pairs:
+        order += [name for name in pair if name in (*ours, *theirs) and name not in order]
+    return order + [name for name in (*ours, *theirs) if name not in order]
 
 
 def bench_comparison(prepared: Any, lcfg: Mapping[str, Any], work_dir: Path, load: Callable[[], float]
@@ -348,45 +360,53 @@ def bench_comparison(prepared: Any, lcfg: Mapping[str, Any], work_dir: Path, loa
         work_dir: where ptls writes its models and embeddings.
         load: returns the 1-minute load average (recorded around each model).
     Returns:
-        {"settings", "examples", "lifestream_env", "models": {name: {framework, encoder, params, events_per_s,
-         events_per_cpu_s, ..., downstream}}, "reference" (raw fields only), "ratios"}. A failing model is an
-        `error` entry under its name; the others still run.
+        {"settings", "examples", "lifestream_env", "order", "models": {name: {framework, encoder, params,
+         events_per_s, events_per_cpu_s, ..., downstream}}, "reference" (raw fields only), "ratios"}. A failing
+        model is an `error` entry under its name; the others still run.
     """
     lcfg = dict(lcfg)
     cmp = prepare_comparison(prepared, lcfg)
     out: dict[str, Any] = {"settings": cmp.settings, "models": {},
                            "examples": {s: {"n": t.num_rows, "positive": int(pc.sum(t.column("label")).as_py())}
                                         for s, t in cmp.examples.items()}}
-    # Theirs first (its environment may need creating), then ours, back to back.
-    theirs = [str(e) for e in lcfg["theirs"]]
+    theirs = {f"ptls-{e}": str(e) for e in lcfg["theirs"]}
     try:
         python = ensure_lifestream_env(bool(lcfg["create_env"]), float(lcfg["create_env_timeout_s"]),
                                        work_dir / "setup_env.log")
         out["lifestream_env"] = {"status": "ok", "python": str(python)}
     except Exception as err:  # the section still reports ours
         out["lifestream_env"] = {"status": "skipped", **error_entry(err)}
-        theirs = []
+        theirs = {}
+    embed_dir = None
     if theirs:
         # ptls embeds every charge attempt of the example customers from the first example on: cut their
         # histories after the last test example so nothing later is embedded for nothing.
         until = int(pc.max(pc.cast(cmp.examples["test"].column("event_time"), pa.int64())).as_py()) + 1
         embed_dir = customer_shard(cmp.prepared_root / "sequences" / "all", "customer",
                                    pc.unique(cmp.keys.column("customer_id")), until, work_dir / "embed_sequences")
-        for encoder in theirs:
-            try:
-                out["models"][f"ptls-{encoder}"] = run_theirs(cmp, encoder, embed_dir, lcfg, work_dir, load)
-            except Exception as err:
-                out["models"][f"ptls-{encoder}"] = {"framework": "pytorch-lifestream", "encoder": encoder,
-                                                    **error_entry(err)}
+    ours = {str(spec["name"]): spec for spec in lcfg["ours"]}
     tokenizer = prepared.tokenizer
     peak = matmul_peak_flops()
-    for spec in lcfg["ours"]:
+    trained: dict[str, Trained] = {}
+    out["order"] = run_order(list(ours), list(theirs), lcfg.get("pairs") or [])
+    for name in out["order"]:
         try:
-            out["models"][str(spec["name"])] = run_ours(cmp, spec, tokenizer.field_specs(),
-                                                        list(tokenizer.entity_types), lcfg, peak, load)
+            if name in ours:
+                trained[name] = run_ours(cmp, ours[name], tokenizer.field_specs(), list(tokenizer.entity_types),
+                                         lcfg, peak, load)
+            else:
+                trained[name] = run_theirs(cmp, theirs[name], embed_dir, lcfg, work_dir, load)
+            out["models"][name] = trained[name].entry
         except Exception as err:
-            out["models"][str(spec["name"])] = {"framework": "ours", "encoder": str(spec["encoder"]),
-                                                **error_entry(err)}
+            framework, encoder = ("ours", str(ours[name]["encoder"])) if name in ours else \
+                ("pytorch-lifestream", theirs[name])
+            out["models"][name] = {"framework": framework, "encoder": encoder, **error_entry(err)}
+    # The head after every training, so the paired trainings stay back to back.
+    for name, model in trained.items():
+        try:
+            model.entry["downstream"] = cmp.downstream(name, model.vectors, model.has_history, lcfg)
+        except Exception as err:
+            model.entry["downstream"] = error_entry(err)
     try:
         reference = score_features("none", np.zeros((cmp.keys.num_rows, 0), np.float32), cmp.keys, cmp.raw,
                                    cmp.raw_names, cmp.raw_categorical, cmp.task, lcfg.get("head"),

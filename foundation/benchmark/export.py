@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from foundation.benchmark.report import error_entry
 from foundation.embeddings.checkpoint import PretrainedRun
 from foundation.embeddings.export import export_embeddings
 from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore, Shard
@@ -38,8 +39,6 @@ def bench_export(checkpoint: Path, ecfg: Mapping[str, Any], out_dir: Path) -> di
         {"modes": {mode: {entity_type: {entities, rows, seconds, entities_per_s, events_read, events_per_s}}},
          plus the model's window, width and the torch threads}.
     """
-    from foundation.benchmark.comparison import error_entry
-
     run = PretrainedRun.load(checkpoint)
     _, store, _ = run.store(run.data_config())
     if ecfg.get("max_shards"):

@@ -1,10 +1,17 @@
-"""benchmarks/results.md: one markdown table per section of benchmarks/results.json, errors shown where the
-numbers would be (never a made-up figure)."""
+"""The results format: errors recorded in benchmarks/results.json instead of numbers, and results.md, one
+markdown table per section with each error shown where its numbers would be (never a made-up figure)."""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def error_entry(err: BaseException) -> dict[str, str]:
+    """An error as results.json records it: type, message and the end of the traceback."""
+    tail = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:])
+    return {"error": f"{type(err).__name__}: {err}", "traceback": tail[-2000:]}
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -84,7 +91,7 @@ def lifestream_section(res: Mapping[str, Any]) -> list[str]:
                      _num(m.get("events_per_cpu_s")),
                      f"{ratio['events_per_s_ratio']:.2f} ({ratio['events_per_cpu_s_ratio']:.2f} CPU)"
                      if ratio and ratio.get("events_per_cpu_s_ratio") else "",
-                     _ci(d.get("pr_auc")), _ci(d.get("roc_auc")), ""])
+                     _ci(d.get("pr_auc")), _ci(d.get("roc_auc")), _error(d)])
     ref = res.get("reference", {})
     if ref:
         d = ref.get("downstream", {})
@@ -92,6 +99,10 @@ def lifestream_section(res: Mapping[str, Any]) -> list[str]:
                      _error(ref)])
     lines += _table(["model", "framework", "encoder", "params", "events/s", "events/CPU-s", "ours/theirs",
                      "fraud PR-AUC [95% CI]", "ROC-AUC [95% CI]", "note"], rows)
+    if res.get("order"):
+        lines += ["", f"Trained in this order, each pair back to back: {', '.join(res['order'])}. params: the "
+                      "sequence encoder with its event embedding (ours also embeds the text descriptor, which ptls "
+                      "does not read); ptls' GRU and ours-gru have one layer, as in ptls' CoLES."]
     ex = res.get("examples", {})
     if ex:
         test = ex.get("test", {})
@@ -153,6 +164,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
              f"{results.get('date')} on {m.get('cpu_model')} ({m.get('cores')} cores, {m.get('memory_gb')} GB), "
              f"torch {m.get('torch')} ({m.get('torch_threads')} threads), Python {m.get('python')}, commit "
              f"{m.get('git_commit')}. Regenerate with `make bench` (`python scripts/benchmark.py`).", ""]
+    if results.get("suite_wall_s") is not None:
+        load = m.get("load_avg", [None])[0], (m.get("load_avg_end") or [None])[0]
+        lines += [f"Last run: {results['suite_wall_s']:,.0f} s wall for sections {', '.join(results.get('last_run', []))}; "
+                  f"load average (1 min) {load[0]} at its start, {load[1]} at its end.", ""]
     sections = results.get("sections", {})
     for name, (title, render) in RENDERERS.items():
         entry = sections.get(name)
@@ -173,6 +188,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
              "distorted by other load" if e.get("distorted") else ""] for name, e in sections.items()]
     lines += _table(["section", "status", "date", "wall s", "CPU s (suite process)", "load avg 1 min (start / end)",
                      "note"], rows)
+    prepared = results.get("prepared")
+    if prepared:
+        lines += ["", f"Data of sections 2-5: `{prepared.get('root')}`, prepared or loaded in "
+                      f"{_num(prepared.get('seconds'), 1)} s before them. {_error(prepared)}".rstrip()]
     lines += ["", "CPU s counts the suite's own process (all its threads), not the pytorch-lifestream or service "
                   "subprocesses. A section is flagged when the 5-minute load average per core exceeded "
                   f"{results.get('config', {}).get('busy_load_per_core', '-')} at its start or end: other jobs "

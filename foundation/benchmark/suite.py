@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from foundation.benchmark.comparison import error_entry
 from foundation.benchmark.context import BenchContext
-from foundation.benchmark.report import render_markdown
+from foundation.benchmark.report import error_entry, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +157,20 @@ def has_error(node: Any) -> bool:
     return False
 
 
+NEEDS_PREPARED = ("training", "lifestream", "embeddings", "serving")
+
+
+def prepare_data(ctx: BenchContext) -> dict[str, Any]:
+    """Prepare (or find cached) the default world before the sections that read it, so its time is not
+    charged to the first of them."""
+    start = time.perf_counter()
+    try:
+        root = str(ctx.prepared.root)
+    except Exception as err:  # the sections that need it record the error again themselves
+        return {"seconds": round(time.perf_counter() - start, 1), **error_entry(err)}
+    return {"root": root, "seconds": round(time.perf_counter() - start, 1)}
+
+
 def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict[str, Any]:
     """Run one section; its results, or its error, with date, wall time and load averages."""
     entry: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -206,6 +219,8 @@ def run_suite(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     results.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), machine=machine_facts(),
                    config=OmegaConf.to_container(cfg, resolve=True))
+    if any(name in NEEDS_PREPARED for name in cfg.sections):
+        results["prepared"] = prepare_data(ctx)
     for name in cfg.sections:
         results["sections"][name] = run_section(str(name), ctx, float(cfg.busy_load_per_core))
         results["sections"] = {k: results["sections"][k] for k in SECTIONS if k in results["sections"]}
@@ -213,6 +228,7 @@ def run_suite(cfg: DictConfig) -> Path:
         json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
         md_path.write_text(render_markdown(results))
     results["suite_wall_s"] = round(time.perf_counter() - started, 1)
+    results["last_run"] = [str(name) for name in cfg.sections]
     results["machine"]["load_avg_end"] = load_average()
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     md_path.write_text(render_markdown(results))
