@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from foundation.embeddings.checkpoint import PretrainedRun
 from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates
+from foundation.embeddings.surprise import EventSurprise
 from foundation.evaluation.report import ModelResult, TraitEmbeddings, log_report_to_wandb, write_report
 from foundation.evaluation.splits import (
     TaskSpec,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SPLITS = ("train", "validation", "test")
-HEAD_NAMES = ("probe", "mlp", "full", "gbdt")
+HEAD_NAMES = ("probe", "mlp", "full", "gbdt", "gbdt_velocity")
 ALL_TASKS = ("fraud", "authorization")
 
 
@@ -158,6 +159,7 @@ class FinetuneRun:
         self.started, self.cpu_started = time.perf_counter(), time.process_time()
         self.timings: dict[str, float] = {}
         self.cpu_timings: dict[str, float] = {}
+        self._velocity: dict[str, Any] = {}
         self.run = PretrainedRun.load(cfg.checkpoint)
         data = cfg.get("data")
         paths = {"root_dir": cfg.paths.root_dir, "data_dir": cfg.paths.data_dir} if data is not None else None
@@ -170,7 +172,9 @@ class FinetuneRun:
         if not self.tasks:
             raise ValueError(f"none of the tasks {[t.name for t in tasks]} has its label in dataset {self.schema.name}")
         self.field_specs = self.run.tokenizer.field_specs()
-        self.encoder = self.encoder_for(self.run.model)
+        # event surprise under the pretrained next-event heads (None when the run saved none)
+        self.surprise = EventSurprise.load(self.run.hf_dir, self.run.model.config, self.field_specs, cfg.device)
+        self.encoder = self.encoder_for(self.run.model, self.surprise)
         self.examples = self._select_examples()
         self._tick("load_and_examples")
         entity_types = list(dict.fromkeys(e for t in self.tasks for e in t.entities))
@@ -192,8 +196,23 @@ class FinetuneRun:
         task.validate(self.schema)
         return True
 
-    def encoder_for(self, model: Any) -> PointInTimeEncoder:
-        return PointInTimeEncoder(model, self.field_specs, int(self.cfg.batch_tokens), str(self.cfg.device))
+    def velocity_features(self, task: TaskSpec) -> Any:
+        """The task's hand-crafted velocity features of every event (computed once per task)."""
+        from foundation.evaluation.velocity import VelocityConfig, velocity_features
+
+        if task.name not in self._velocity:
+            self._velocity[task.name] = velocity_features(self.events, self.schema,
+                                                          VelocityConfig.from_config(task.velocity))
+        return self._velocity[task.name]
+
+    def encoder_for(self, model: Any, surprise: EventSurprise | None = None) -> PointInTimeEncoder:
+        return PointInTimeEncoder(model, self.field_specs, int(self.cfg.batch_tokens), str(self.cfg.device),
+                                  surprise=surprise)
+
+    @property
+    def surprise_names(self) -> tuple[str, ...]:
+        """Names of the surprise columns that end the frozen features (none without next-event heads)."""
+        return tuple(self.surprise.names) if self.surprise is not None else ()
 
     def _select_examples(self) -> dict[str, dict[str, pa.Table]]:
         bounds = self.cfg.get("examples")
@@ -249,11 +268,12 @@ def _gbdt(task: TaskSpec, block: Any) -> GBDTHead:
 
 def train_frozen_heads(fr: FinetuneRun, task: TaskSpec, heads: list[str], out_dir: Path) -> list[ModelResult]:
     """probe, mlp and gbdt (embeddings + raw fields) on the frozen features, at every label fraction."""
-    cfg, layout = fr.cfg, FeatureLayout(task.entities, fr.encoder.hidden_size)
+    cfg, layout = fr.cfg, FeatureLayout(task.entities, fr.encoder.hidden_size, fr.surprise_names)
     examples = fr.examples[task.name]
     test = examples["test"]
     X_test = fr.states_of(test).features(task.entities)
     raw = raw_field_features(fr.events, fr.schema, task.velocity) if "gbdt" in heads else None
+    velocity = fr.velocity_features(task) if "gbdt_velocity" in heads else None
     results = []
     for name in heads:
         block = cfg.heads.get(name)
@@ -262,15 +282,22 @@ def train_frozen_heads(fr: FinetuneRun, task: TaskSpec, heads: list[str], out_di
             pick = {"train": fr.states_of(train).features(task.entities),
                     "validation": fr.states_of(validation).features(task.entities), "test": X_test}
             extra: dict[str, Any] = {}
-            if name == "gbdt":
+            if name in ("gbdt", "gbdt_velocity"):
+                # gbdt: embeddings + the event's raw fields; gbdt_velocity: embeddings added to the velocity
+                # baseline's own features (its raw fields included), i.e. what the team runs today plus ours
+                block_features = raw if name == "gbdt" else velocity
                 tables = {"train": train, "validation": validation, "test": test}
-                pick = {s: np.hstack([pick[s], raw.values[tables[s].column("row").to_numpy()]]) for s in SPLITS}
+                pick = {s: np.hstack([pick[s], block_features.values[tables[s].column("row").to_numpy()]])
+                        for s in SPLITS}
                 head = _gbdt(task, block)
                 head.fit(pick["train"], _labels(train), pick["validation"], _labels(validation),
-                         feature_names=layout.names() + raw.names, categorical_features=raw.categorical)
+                         feature_names=layout.names() + block_features.names,
+                         categorical_features=block_features.categorical)
                 extra = {f"gbdt_{k}": v for k, v in head.info.items()}
-                layout_info = {**layout.to_dict(), "kind": "section8+raw", "raw": raw.layout(),
-                               "velocity": task.velocity}
+                layout_info = ({**layout.to_dict(), "kind": "section8+raw", "raw": raw.layout(),
+                                "velocity": task.velocity} if name == "gbdt" else
+                               {**layout.to_dict(), "kind": "section8+velocity", "velocity": task.velocity,
+                                "velocity_names": velocity.names})
             else:
                 head = (ProbeHead if name == "probe" else MLPHead).from_config(_head_config(block))
                 head.fit(pick["train"], _labels(train), pick["validation"], _labels(validation))
@@ -340,9 +367,8 @@ def train_full_heads(fr: FinetuneRun, task: TaskSpec, name: str, out_dir: Path) 
 def velocity_results(fr: FinetuneRun, task: TaskSpec) -> list[ModelResult]:
     """Baseline (a): LightGBM on velocity features, on the same examples (the velocity_baseline recipe)."""
     from foundation.evaluation.baseline import MODEL_NAME
-    from foundation.evaluation.velocity import VelocityConfig, velocity_features
 
-    features = velocity_features(fr.events, fr.schema, VelocityConfig.from_config(task.velocity))
+    features = fr.velocity_features(task)
     examples = fr.examples[task.name]
     test = examples["test"]
     X_test = features.values[test.column("row").to_numpy()]
@@ -400,6 +426,14 @@ def results_table(metrics_json: Path) -> str:
             lines.append(f"  {r['model']:<14} {r['label_fraction']:>6.0%} {r['n_train'] or 0:>8}  "
                          f"{pr['value']:.4f} [{pr['ci_low']:.4f}, {pr['ci_high']:.4f}]   "
                          f"{roc['value']:.4f} [{roc['ci_low']:.4f}, {roc['ci_high']:.4f}]")
+        versus = [c for c in json.loads(Path(metrics_json).read_text()).get("comparisons", []) if c["task"] == task]
+        if versus:
+            lines.append("  paired PR-AUC difference vs baseline [95% CI]:")
+        for c in versus:
+            verdict = "beats it" if c["beats_baseline"] else "does not beat it"
+            lines.append(f"    {c['model'] + '@' + format(c['label_fraction'], '.0%'):<20} - "
+                         f"{c['baseline'] + '@' + format(c['baseline_label_fraction'], '.0%'):<18} "
+                         f"{c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  {verdict}")
     return "\n".join(lines)
 
 

@@ -88,6 +88,7 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
              "heads.full.label_fractions=[0.5,1.0]",
              "heads.full.eval_every=2", "heads.full.train_window=4", "heads.full.max_validation=200",
              "heads.probe.max_epochs=3", "heads.mlp.max_epochs=3", "heads.gbdt.gbdt.num_boost_round=20",
+             "heads.gbdt_velocity.gbdt.num_boost_round=20",
              "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), f"checkpoint={run_dir}",
                           f"paths.root_dir={tmp_path}", "task=authorization", "head=all", "run_name=ft", *quick],
@@ -97,13 +98,26 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     assert folder == tmp_path / "checkpoints" / "ft"
     rows = json.loads((folder / "metrics.json").read_text())["results"]
     models = {(r["model"], r["label_fraction"]) for r in rows}
-    for model in ("probe", "mlp", "full", "gbdt", "scratch", "velocity_gbdt"):
+    for model in ("probe", "mlp", "full", "gbdt", "gbdt_velocity", "scratch", "velocity_gbdt"):
         assert {(model, 0.5), (model, 1.0)} <= models
         head_dir = folder / "heads" / "authorization" / model
         if model != "velocity_gbdt":
             head = load_head(head_dir)
             meta = json.loads((head_dir / "head.json").read_text())
             assert meta["task"] == "authorization" and meta["threshold"] == head.threshold
+    # frozen heads read the event surprise under the pretrained next-event heads; gbdt_velocity adds the
+    # embeddings to the velocity baseline's own features
+    probe_layout = json.loads((folder / "heads" / "authorization" / "probe" / "head.json").read_text())["feature_layout"]
+    assert "surprise_total" in probe_layout["surprise"]
+    both_layout = json.loads((folder / "heads" / "authorization" / "gbdt_velocity" / "head.json").read_text())
+    assert both_layout["feature_layout"]["kind"] == "section8+velocity"
+    # every model is compared with the baselines on paired resamples of the same test examples
+    comparisons = json.loads((folder / "metrics.json").read_text())["comparisons"]
+    pairs = {(c["model"], c["label_fraction"], c["baseline"]) for c in comparisons}
+    assert {("probe", 1.0, "velocity_gbdt"), ("gbdt_velocity", 1.0, "velocity_gbdt"), ("mlp", 0.5, "scratch")} <= pairs
+    assert all(c["ci_low"] <= c["delta"] <= c["ci_high"] and c["beats_baseline"] == (c["ci_low"] > 0)
+               for c in comparisons)
+    assert "Against the baselines" in (folder / "report.md").read_text()
     for name in ("report.md", "plots/customer_embeddings.png", "plots/pretraining_loss.png",
                  "plots/authorization_label_efficiency.png", "finetune.json"):
         assert (folder / name).exists(), name

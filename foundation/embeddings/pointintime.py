@@ -46,6 +46,8 @@ class PointInTimeEncoder:
         batch_tokens: padded events per forward pass (B * T), the memory/speed knob.
         device: where the model runs ("cpu", "cuda", ...); the model is moved there.
         progress: show tqdm bars for long passes.
+        surprise: EventSurprise of the model's next-event heads: `as_of(..., with_event_vectors=True)` then also
+            returns each queried event's surprise under its entity's state.
 
     Example:
         >>> encoder = PointInTimeEncoder(model, tokenizer.field_specs())  # doctest: +SKIP
@@ -53,8 +55,9 @@ class PointInTimeEncoder:
     """
 
     def __init__(self, model: Any, field_specs: Sequence[Mapping[str, Any]], batch_tokens: int = 32768,
-                 device: str | torch.device = "cpu", progress: bool = True):
+                 device: str | torch.device = "cpu", progress: bool = True, surprise: Any = None):
         self.model = model.eval().to(device)
+        self.surprise = surprise  # EventSurprise (foundation.embeddings.surprise) or None
         self.field_specs = list(field_specs)
         self.columns = batch_columns(self.field_specs)
         self.max_len = int(model.config.max_position)
@@ -153,6 +156,21 @@ class PointInTimeEncoder:
         if not out:
             return torch.zeros(0, self.hidden_size, device=self.device)
         return torch.cat(out)
+
+
+    def event_surprise(self, encoded: pa.Table | ArrowRows, rows: np.ndarray, positions: np.ndarray,
+                       hidden: np.ndarray, has_history: np.ndarray) -> np.ndarray:
+        """(Q, F) surprise of single events under the states before them (see foundation.embeddings.surprise)."""
+        source = encoded if isinstance(encoded, ArrowRows) else ArrowRows(encoded)
+        out = []
+        step = max(self.batch_tokens, 1)
+        for a in range(0, len(rows), step):
+            part = slice(a, a + step)
+            batch = self._batch(source, rows[part], positions[part], np.ones(len(rows[part]), np.int64))
+            h = torch.as_tensor(hidden[part], device=self.device)
+            flags = torch.as_tensor(has_history[part], device=self.device)
+            out.append(self.surprise(h, batch, flags).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.surprise.names)), np.float32)
 
 
 def gather_windows(encoded: pa.Table, rows: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> pa.Table:
@@ -328,12 +346,15 @@ class AsOfStates:
         has_history: (Q,) bool.
         index: (Q,) index of the last included event in the entity's sequence, -1 without history.
         event_vectors: (Q, H) float32 outcome-free vectors of the queried events themselves (when asked).
+        event_surprise: (Q, F) float32 surprise of the queried events (with the event vectors, when the encoder
+            has next-event heads).
     """
 
     hidden: np.ndarray
     has_history: np.ndarray
     index: np.ndarray
     event_vectors: np.ndarray | None = None
+    event_surprise: np.ndarray | None = None
 
 
 def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -397,8 +418,10 @@ class PointInTimeStates:
         if with_event_vectors and (aggregate or event_ids is None):
             raise ValueError("event vectors need raw-event sequences and the queried event ids")
         n, hidden_size = len(ids), self.encoder.hidden_size
+        surprise = self.encoder.surprise if with_event_vectors else None
         out = AsOfStates(np.zeros((n, hidden_size), np.float32), np.zeros(n, bool), np.full(n, -1, np.int64),
-                         np.zeros((n, hidden_size), np.float32) if with_event_vectors else None)
+                         np.zeros((n, hidden_size), np.float32) if with_event_vectors else None,
+                         np.zeros((n, len(surprise.names)), np.float32) if surprise is not None else None)
         found = np.zeros(n, dtype=bool)
         for shard in self.store.shards(entity_type):
             keys = self.store.keys(shard)
@@ -426,6 +449,9 @@ class PointInTimeStates:
                                                             desc=f"{entity_type} states")
             if with_event_vectors:
                 out.event_vectors[mine] = self.encoder.event_vectors(encoded, row[mine], index + 1).cpu().numpy()
+                if surprise is not None:
+                    out.event_surprise[mine] = self.encoder.event_surprise(encoded, row[mine], index + 1,
+                                                                           out.hidden[mine], has)
         if with_event_vectors and not found.all():
             missing = ids.filter(pa.array(~found)).slice(0, 3).to_pylist()
             raise ValueError(f"{int((~found).sum())} queried events have no {entity_type} sequence "

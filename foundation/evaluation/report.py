@@ -20,9 +20,13 @@ import numpy as np
 import pyarrow as pa
 
 from foundation.evaluation import plots
-from foundation.evaluation.metrics import METRIC_NAMES, evaluate_scores, metric_key
+from foundation.evaluation.metrics import METRIC_NAMES, evaluate_scores, metric_key, paired_pr_auc_delta
 
 log = logging.getLogger(__name__)
+
+VELOCITY_BASELINE = "velocity_gbdt"  # baseline (a); foundation.evaluation.baseline.MODEL_NAME
+SCRATCH_BASELINE = "scratch"          # baseline (b)
+BASELINES = (VELOCITY_BASELINE, SCRATCH_BASELINE)
 
 
 @dataclass
@@ -114,6 +118,34 @@ def _check_same_examples(results: Sequence[ModelResult]) -> None:
                              f"examples as {reference.label} (labels or event ids differ)")
 
 
+def baseline_comparisons(results: Sequence[ModelResult], n_bootstrap: int, seed: int,
+                         confidence: float) -> list[dict[str, Any]]:
+    """The questions the report answers, as paired PR-AUC differences on the same test examples:
+    (a) every model trained on all labels against the velocity LightGBM trained on all labels;
+    (b) every pretrained model trained on 10% (and 1%) of the labels against the scratch network on all labels.
+    A model "beats" a baseline when the lower end of the paired interval is above zero.
+    """
+    found = {(r.task, r.model, round(r.label_fraction, 6)): r for r in results}
+    out = []
+    for r in results:
+        if r.model in BASELINES:
+            continue
+        pairs = []
+        if r.label_fraction == 1.0:
+            pairs.append((VELOCITY_BASELINE, 1.0))
+        if r.label_fraction < 1.0:
+            pairs.append((SCRATCH_BASELINE, 1.0))
+        for baseline, fraction in pairs:
+            base = found.get((r.task, baseline, fraction))
+            if base is None or n_bootstrap < 1:
+                continue
+            delta = paired_pr_auc_delta(r.labels, r.scores, base.scores, n_bootstrap, seed, confidence)
+            out.append({"task": r.task, "model": r.model, "label_fraction": float(r.label_fraction),
+                        "baseline": baseline, "baseline_label_fraction": fraction, "metric": "pr_auc",
+                        **delta, "beats_baseline": delta["ci_low"] > 0})
+    return out
+
+
 def _format(metric: dict[str, float]) -> str:
     return f"{metric['value']:.4f} [{metric['ci_low']:.4f}, {metric['ci_high']:.4f}]"
 
@@ -167,6 +199,12 @@ def write_report(
         })
         log.info("%s / %s: %s", result.task, result.label, "  ".join(f"{k} {_format(metrics[k])}" for k in keys))
 
+    comparisons = baseline_comparisons(results, n_bootstrap, seed, confidence)
+    for c in comparisons:
+        log.info("%s / %s@%.0f%% - %s@%.0f%%: PR-AUC %+.4f [%+.4f, %+.4f]", c["task"], c["model"],
+                 100 * c["label_fraction"], c["baseline"], 100 * c["baseline_label_fraction"], c["delta"],
+                 c["ci_low"], c["ci_high"])
+
     paths: dict[str, Path] = {}
     by_task: dict[str, list[tuple[ModelResult, dict]]] = defaultdict(list)
     for result, row in zip(results, rows):
@@ -199,16 +237,17 @@ def write_report(
             "recall_at_fpr": fpr,
         },
         "results": rows,
+        "comparisons": comparisons,
     }
     paths["metrics_json"] = run_dir / "metrics.json"
     paths["metrics_json"].write_text(json.dumps(document, indent=2, default=_json_default))
     paths["report_md"] = run_dir / "report.md"
-    paths["report_md"].write_text(_markdown(by_task, keys, paths, run_dir, n_bootstrap, confidence))
+    paths["report_md"].write_text(_markdown(by_task, keys, paths, run_dir, n_bootstrap, confidence, comparisons))
     return paths
 
 
 def _markdown(by_task: dict[str, list[tuple[ModelResult, dict]]], keys: list[str], paths: dict[str, Path],
-              run_dir: Path, n_bootstrap: int, confidence: float) -> str:
+              run_dir: Path, n_bootstrap: int, confidence: float, comparisons: Sequence[dict]) -> str:
     titles = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
     lines = ["# Evaluation report", "",
              f"Out-of-time test period; value [{confidence:.0%} CI] from {n_bootstrap} stratified bootstrap "
@@ -226,6 +265,16 @@ def _markdown(by_task: dict[str, list[tuple[ModelResult, dict]]], keys: list[str
             cells = [result.model, f"{result.label_fraction:.0%}", n_train] + [_format(row[k]) for k in keys]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        mine = [c for c in comparisons if c["task"] == task]
+        if mine:
+            lines += [f"Against the baselines: paired PR-AUC difference on the same test examples [{confidence:.0%} "
+                      "CI]; a model beats the baseline when the whole interval is above zero.", "",
+                      "| model | labels | baseline | PR-AUC difference | beats it |", "|---|---|---|---|---|"]
+            for c in mine:
+                lines.append(f"| {c['model']} | {c['label_fraction']:.0%} | {c['baseline']} "
+                             f"({c['baseline_label_fraction']:.0%}) | {c['delta']:+.4f} [{c['ci_low']:+.4f}, "
+                             f"{c['ci_high']:+.4f}] | {'yes' if c['beats_baseline'] else 'no'} |")
+            lines.append("")
         for name in (f"curves_{task}", f"scores_{task}", f"label_efficiency_{task}"):
             if name in paths:
                 lines += [f"![{name}]({paths[name].relative_to(run_dir).as_posix()})", ""]

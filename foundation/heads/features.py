@@ -30,29 +30,33 @@ class FeatureLayout:
     Attributes:
         entities: entity types whose states come first, in order.
         hidden_size: H.
+        surprise: names of the event surprise columns that end the row (empty: none; embeddings/surprise.py).
     """
 
     entities: tuple[str, ...]
     hidden_size: int
+    surprise: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
         k, h = len(self.entities), self.hidden_size
-        return k * h + h + k
+        return k * h + h + k + len(self.surprise)
 
     def names(self) -> list[str]:
         h = self.hidden_size
         names = [f"h_{e}_{i}" for e in self.entities for i in range(h)]
-        return names + [f"event_{i}" for i in range(h)] + [f"has_history_{e}" for e in self.entities]
+        return (names + [f"event_{i}" for i in range(h)] + [f"has_history_{e}" for e in self.entities]
+                + list(self.surprise))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "section8", "entities": list(self.entities), "hidden_size": self.hidden_size,
-                "n_features": self.n_features,
-                "order": "[h_<entity> for entities] + [event_vector] + [has_history_<entity> for entities]"}
+                "n_features": self.n_features, "surprise": list(self.surprise),
+                "order": "[h_<entity> for entities] + [event_vector] + [has_history_<entity> for entities]"
+                         " + [surprise_<field> ..., surprise_total]"}
 
 
 def task_feature_matrix(hidden: Sequence[np.ndarray], has_history: Sequence[np.ndarray],
-                        event_vector: np.ndarray) -> np.ndarray:
+                        event_vector: np.ndarray, surprise: np.ndarray | None = None) -> np.ndarray:
     """Rows of `foundation.serving.features.task_features` for N examples at once.
 
     The scorer's function concatenates per-entity vectors along their first axis; given feature-major
@@ -62,8 +66,9 @@ def task_feature_matrix(hidden: Sequence[np.ndarray], has_history: Sequence[np.n
         hidden: per task entity, (N, H) states.
         has_history: per task entity, (N,) bools.
         event_vector: (N, H).
+        surprise: (N, F) event surprise, or None.
     Returns:
-        (N, k * H + H + k) float32.
+        (N, k * H + H + k [+ F]) float32.
     """
     n = len(event_vector)
     for h in hidden:
@@ -71,7 +76,8 @@ def task_feature_matrix(hidden: Sequence[np.ndarray], has_history: Sequence[np.n
             raise ValueError(f"entity states {np.shape(h)} and event vectors {np.shape(event_vector)} differ")
     flags = [np.asarray(f, dtype=bool).reshape(n) for f in has_history]
     columns = task_features([np.asarray(h, np.float32).T for h in hidden], flags,
-                            np.asarray(event_vector, np.float32).T)  # (D, N)
+                            np.asarray(event_vector, np.float32).T,
+                            None if surprise is None else np.asarray(surprise, np.float32).T)  # (D, N)
     return np.ascontiguousarray(columns.T)
 
 
@@ -83,11 +89,13 @@ class ExampleStates:
         keys: (N rows) event_id, event_time, <entity>_id of the examples (example_keys), in order.
         states: entity type -> AsOfStates (hidden, has_history, index in the entity's sequence).
         event_vectors: (N, H) outcome-free event vectors.
+        surprise: (N, F) event surprise under the customer's state (None: the model has no next-event heads).
     """
 
     keys: pa.Table
     states: dict[str, AsOfStates]
     event_vectors: np.ndarray
+    surprise: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.keys.num_rows
@@ -100,7 +108,8 @@ class ExampleStates:
         """The states of a subset of the examples (rows `index`)."""
         index = np.asarray(index, dtype=np.int64)
         states = {e: AsOfStates(s.hidden[index], s.has_history[index], s.index[index]) for e, s in self.states.items()}
-        return ExampleStates(self.keys.take(pa.array(index)), states, self.event_vectors[index])
+        return ExampleStates(self.keys.take(pa.array(index)), states, self.event_vectors[index],
+                             None if self.surprise is None else self.surprise[index])
 
     def features(self, entities: Sequence[str]) -> np.ndarray:
         """The (N, D) task features for a task reading `entities`."""
@@ -108,7 +117,7 @@ class ExampleStates:
         if missing:
             raise KeyError(f"no states for entity types {missing} (have {list(self.states)})")
         return task_feature_matrix([self.states[e].hidden for e in entities],
-                                   [self.states[e].has_history for e in entities], self.event_vectors)
+                                   [self.states[e].has_history for e in entities], self.event_vectors, self.surprise)
 
     def positions(self, event_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Row of each given event id in these states (KeyError when one is absent)."""
@@ -150,7 +159,7 @@ def example_states(states: PointInTimeStates, keys: pa.Table, entity_types: Sequ
     times = pc.cast(keys.column("event_time"), pa.timestamp("ms")).cast(pa.int64()).to_numpy()
     event_ids = pc.cast(keys.column("event_id"), pa.string()).combine_chunks()
     out: dict[str, AsOfStates] = {}
-    vectors = None
+    vectors = surprise = None
     for entity in dict.fromkeys([event_entity, *entity_types]):
         column = keys.column(f"{entity}_id")
         if entity == event_entity and column.null_count:
@@ -158,10 +167,10 @@ def example_states(states: PointInTimeStates, keys: pa.Table, entity_types: Sequ
                              f"the {entity} sequence")
         found = states.as_of(entity, column, times, event_ids, with_event_vectors=entity == event_entity)
         if entity == event_entity:
-            vectors = found.event_vectors
-            found.event_vectors = None
+            vectors, surprise = found.event_vectors, found.event_surprise
+            found.event_vectors = found.event_surprise = None
         out[entity] = found
-    return ExampleStates(keys, out, vectors)
+    return ExampleStates(keys, out, vectors, surprise)
 
 
 @dataclass

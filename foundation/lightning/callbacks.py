@@ -8,6 +8,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from foundation.embeddings.surprise import save_next_event_heads
+
 
 class ThroughputMonitor(pl.Callback):
     """Logs `train/events_per_s`: real (non-padding) events processed per second of training step,
@@ -29,7 +31,8 @@ class ThroughputMonitor(pl.Callback):
 
 class HFExport(pl.Callback):
     """At each epoch end and at fit end, write the base encoder as `config.json` + `model.safetensors`
-    with the tokenizer files next to it, so `FoundationModel.from_pretrained(dirpath)` always works.
+    with the tokenizer files next to it, so `FoundationModel.from_pretrained(dirpath)` always works, and
+    the next-event heads as `next_event_heads.safetensors` (event surprise features) when trained.
 
     Args:
         dirpath: export folder, usually `<run_dir>/hf`.
@@ -44,6 +47,8 @@ class HFExport(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             pl_module.model.foundation.save_pretrained(self.dirpath)
+            if "next_event" in pl_module.model.objectives:  # event surprise features (embeddings/surprise.py)
+                save_next_event_heads(pl_module.model.objectives["next_event"], self.dirpath)
         tokenizer = getattr(trainer.datamodule, "tokenizer", None) if trainer.datamodule else None
         if tokenizer is not None:
             tokenizer.save_pretrained(self.dirpath)

@@ -25,6 +25,7 @@ import torch
 
 from foundation.data.aggregates import AggregateSpec
 from foundation.data.schema import DataSchema
+from foundation.embeddings.surprise import surprise_numpy
 from foundation.serving.features import (
     bucket_rows,
     event_batch,
@@ -89,8 +90,10 @@ class StateEngine:
     """
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema,
-                 aggregate_specs: Mapping[str, AggregateSpec] | None = None, cache_size: int = 100_000):
+                 aggregate_specs: Mapping[str, AggregateSpec] | None = None, cache_size: int = 100_000,
+                 surprise: Any = None):
         self.model = model.eval()
+        self.surprise = surprise  # EventSurprise of the model's next-event heads, or None
         self.tokenizer = tokenizer
         self.schema = schema
         self.aggregate_specs = dict(aggregate_specs or {})
@@ -199,10 +202,7 @@ class StateEngine:
         state = EntityState(etype, eid, hidden, True, last, keys[n_in - 1][0])
         return _Cached(history.version, keys[n_in - 1], hi, state)
 
-    @torch.inference_mode()
-    def event_vector(self, record: EventRecord, previous_time: int | None) -> np.ndarray:
-        """(H,) event vector of an attempt: its event embedding in the event entity's sequence (time gap to
-        that entity's previous event, at `previous_time`) with the outcome fields removed."""
+    def _event_batch(self, record: EventRecord, previous_time: int | None) -> dict[str, torch.Tensor]:
         if previous_time is not None and previous_time > record.event_time:
             raise ValueError(f"previous event at {previous_time} is after the attempt at {record.event_time}")
         etype = self.event_entity
@@ -211,8 +211,22 @@ class StateEngine:
         if previous_time is not None:  # only its time matters: the gap of the attempt
             events = [{"event_id": "", "event_time": previous_time}, record.payload]
         encoded = self.tokenizer.encode(event_rows(etype, eid, events, self.canonical, self.fields))
-        batch = event_batch(encoded, self.field_specs, len(events) - 1)
+        return event_batch(encoded, self.field_specs, len(events) - 1)
+
+    @torch.inference_mode()
+    def event_vector(self, record: EventRecord, previous_time: int | None) -> np.ndarray:
+        """(H,) event vector of an attempt: its event embedding in the event entity's sequence (time gap to
+        that entity's previous event, at `previous_time`) with the outcome fields removed."""
+        batch = self._event_batch(record, previous_time)
         return event_vectors(self.model, batch, self.field_specs)[0, 0].float().numpy()
+
+    @torch.inference_mode()
+    def event_surprise(self, record: EventRecord, state: EntityState) -> np.ndarray:
+        """(F,) surprise of an attempt under its event entity's state before it (foundation.embeddings.surprise)."""
+        if self.surprise is None:
+            raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
+        batch = self._event_batch(record, state.last_time)
+        return surprise_numpy(self.surprise, state.hidden[None, :], batch, np.array([state.has_history]))[0]
 
 
 class StateWarmer:

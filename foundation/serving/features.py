@@ -182,7 +182,8 @@ def event_vectors(model: Any, batch: Mapping[str, torch.Tensor],
     return model.embeddings(clean)  # (B, T, H)
 
 
-def task_features(hidden: Sequence[np.ndarray], has_history: Sequence[bool], event_vector: np.ndarray) -> np.ndarray:
+def task_features(hidden: Sequence[np.ndarray], has_history: Sequence[bool], event_vector: np.ndarray,
+                  surprise: np.ndarray | None = None) -> np.ndarray:
     """Features of one charge attempt for a task head.
 
     Args:
@@ -190,8 +191,14 @@ def task_features(hidden: Sequence[np.ndarray], has_history: Sequence[bool], eve
             (zeros without history).
         has_history: per task entity, whether it had any event before the attempt.
         event_vector: (H,) the attempt's event vector.
+        surprise: (F,) the attempt's surprise under its customer's state (foundation.embeddings.surprise),
+            for heads trained with it; None otherwise.
     Returns:
-        (k * H + H + k,) float32: [h_1, ..., h_k, event_vector, has_history_1, ..., has_history_k].
+        (k * H + H + k [+ F],) float32: [h_1, ..., h_k, event_vector, has_history_1, ..., has_history_k,
+        surprise...].
     """
     flags = np.asarray(has_history, dtype=np.float32)
-    return np.concatenate([*(np.asarray(h, np.float32) for h in hidden), np.asarray(event_vector, np.float32), flags])
+    parts = [*(np.asarray(h, np.float32) for h in hidden), np.asarray(event_vector, np.float32), flags]
+    if surprise is not None:
+        parts.append(np.asarray(surprise, np.float32))
+    return np.concatenate(parts)

@@ -25,6 +25,7 @@ import torch
 
 from foundation.data.aggregates import AggregateSpec, count_column_name, resolve_aggregate_spec
 from foundation.data.schema import DataSchema
+from foundation.embeddings.surprise import EventSurprise
 from foundation.serving.engine import EntityState, Ref, StateEngine
 from foundation.serving.features import canonical_rows, task_features
 from foundation.serving.schemas import Attempt, EventParser, RequestError
@@ -73,6 +74,7 @@ class ServedHead:
         name: "<task>/<head>".
         engine: key of the StateEngine computing its states (PRETRAINED, or the head's own for `full`).
         raw: the raw-field block appended to the features (gbdt heads), or None.
+        surprise: names of the event surprise columns the head was trained with (empty: none).
     """
 
     task: str
@@ -83,6 +85,7 @@ class ServedHead:
     name: str
     engine: str = PRETRAINED
     raw: RawFields | None = field(default=None)
+    surprise: tuple[str, ...] = ()
 
 
 class Scorer:
@@ -101,8 +104,9 @@ class Scorer:
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema, heads: Sequence[ServedHead] = (),
                  aggregate_specs: Mapping[str, AggregateSpec] | None = None, model_version: str = "unversioned",
-                 cache_size: int = 100_000, engines: Mapping[str, StateEngine] | None = None):
-        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size)
+                 cache_size: int = 100_000, engines: Mapping[str, StateEngine] | None = None,
+                 surprise: Any = None):
+        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size, surprise)
         self.engines = {PRETRAINED: self.engine, **dict(engines or {})}
         self.schema = schema
         self.heads = list(heads)
@@ -117,14 +121,21 @@ class Scorer:
             raise ValueError(f"head {head.name} reads entity types {missing} that the data schema does not declare")
         if head.engine not in self.engines:
             raise ValueError(f"head {head.name}: no state engine {head.engine!r}")
-        hidden = self.engines[head.engine].hidden_size
-        expected = len(head.entities) * hidden + hidden + len(head.entities) + len(head.raw.names if head.raw else [])
+        engine = self.engines[head.engine]
+        if head.surprise:
+            found_names = tuple(engine.surprise.names) if engine.surprise is not None else ()
+            if found_names != tuple(head.surprise):
+                raise ValueError(f"head {head.name} was trained with surprise columns {list(head.surprise)}; the "
+                                 f"served model gives {list(found_names) or 'none (no next_event_heads.safetensors)'}")
+        hidden = engine.hidden_size
+        expected = (len(head.entities) * hidden + hidden + len(head.entities) + len(head.surprise)
+                    + len(head.raw.names if head.raw else []))
         found = getattr(head.model, "n_features", None)
         if found is not None and int(found) != expected:
             raise ValueError(
                 f"head {head.name} expects {found} features; serving builds {expected} = "
                 f"[h_{', h_'.join(head.entities)}, event_vector, has_history flags"
-                f"{', raw fields' if head.raw else ''}] (foundation.serving.features.task_features, H={hidden})")
+                f"{', surprise' if head.surprise else ''}{', raw fields' if head.raw else ''}] (foundation.serving.features.task_features, H={hidden})")
 
     # ------------------------------------------------------------------ the pretrained engine's view
 
@@ -188,11 +199,18 @@ class Scorer:
             states = dict(zip(types, engine.entity_states(refs, store, record.event_time, event_id, on_cache)))
             features[key] = (states, engine.event_vector(record, states[self.event_entity].last_time))
         raw_rows: dict[int, np.ndarray] = {}
+        surprises: dict[str, np.ndarray] = {}
         out: dict[str, Any] = {"event_id": event_id, "model_version": self.model_version}
         for head in self.heads:
             states, vector = features[head.engine]
+            surprise = None
+            if head.surprise:
+                if head.engine not in surprises:
+                    surprises[head.engine] = self.engines[head.engine].event_surprise(
+                        record, states[self.event_entity])
+                surprise = surprises[head.engine]
             x = task_features([states[e].hidden for e in head.entities],
-                              [states[e].has_history for e in head.entities], vector)
+                              [states[e].has_history for e in head.entities], vector, surprise)
             if head.raw is not None:
                 if id(head.raw) not in raw_rows:
                     table = canonical_rows([record.payload], self.engine.canonical)
@@ -239,6 +257,7 @@ class Scorer:
         hf, run = _locate(Path(checkpoint))
         tokenizer = EventTokenizer.from_pretrained(hf)
         model = FoundationModel.from_pretrained(hf).eval()
+        surprise = EventSurprise.load(hf, model.config, tokenizer.field_specs())
         schema = _run_schema(run, fallback_data)
         specs = aggregate_specs(schema, tokenizer)
         served, engines, runs = [], {}, []
@@ -259,7 +278,7 @@ class Scorer:
         if finetune_run and not served:
             raise FileNotFoundError(f"{finetune_run}: no heads/<task>/<head>/ for tasks {sorted(heads or {})}")
         version = f"{run.name}@{_digest(hf)}" + "".join(f"+{r}" for r in dict.fromkeys(runs))
-        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines)
+        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise)
 
 
 def _locate(checkpoint: Path) -> tuple[Path, Path]:
@@ -359,7 +378,7 @@ def load_task_head(run: Path, task: str, choice: Mapping[str, Any], schema: Data
     entities = list(meta.get("entity_types") or layout.get("entities") or [])
     head = ServedHead(task, str(choice.get("output") or f"{task}_probability"), entities, model,
                       meta.get("threshold"), f"{task}/{name}", f"{task}/{name}" if meta.get("head") == "full"
-                      else PRETRAINED, raw)
+                      else PRETRAINED, raw, tuple(layout.get("surprise") or ()))
     return head, getattr(model, "encoder", None) if meta.get("head") == "full" else None
 
 

@@ -41,6 +41,17 @@ def test_point_estimates_equal_sklearn_exactly(seed, n, rate, decimals):
     np.testing.assert_array_equal(ours_tpr, tpr)
 
 
+def test_constant_scores_match_sklearn_and_bootstrap():
+    # A head that learned nothing (e.g. one tree on 1% of labels) scores every example the same.
+    y = np.array([0, 1, 0, 0, 1, 0, 0, 0])
+    s = np.full(len(y), 0.3)
+    assert roc_auc(y, s) == roc_auc_score(y, s) == 0.5
+    assert pr_auc(y, s) == average_precision_score(y, s)
+    assert recall_at_fpr(y, s, 0.01) == 0.0
+    result = evaluate_scores(y, s, n_bootstrap=50, seed=0)
+    assert result["roc_auc"]["value"] == 0.5
+
+
 def test_recall_at_fpr_does_not_interpolate_across_ties():
     # 10 negatives; the score 0.5 ties one positive with two negatives
     y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
@@ -126,3 +137,28 @@ def test_cell_draws_are_multinomial(sizes):
     assert np.all(draws.sum(axis=1) == n) and np.all(draws[:, sizes == 0] == 0)
     np.testing.assert_allclose(draws.mean(axis=0), sizes, atol=4 * np.sqrt(n * p * (1 - p) / 4000).max() + 1e-9)
     np.testing.assert_allclose(draws.var(axis=0), n * p * (1 - p), rtol=0.15, atol=1e-9)
+
+
+def test_paired_delta_matches_a_naive_paired_bootstrap():
+    y, s = _sample(4, n=300, rate=0.2)
+    baseline = np.random.default_rng(5).random(len(y)) + 0.3 * y
+    result = metrics.paired_pr_auc_delta(y, s, baseline, n_resamples=400, seed=0)
+    assert result["delta"] == pytest.approx(average_precision_score(y, s) - average_precision_score(y, baseline))
+    # the same resamples drawn example by example, each scored by scikit-learn
+    rng = np.random.default_rng(1)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    naive = []
+    for _ in range(400):
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        naive.append(average_precision_score(y[idx], s[idx]) - average_precision_score(y[idx], baseline[idx]))
+    low, high = np.quantile(naive, [0.025, 0.975])
+    assert result["ci_low"] == pytest.approx(low, abs=0.03)
+    assert result["ci_high"] == pytest.approx(high, abs=0.03)
+    assert result["ci_low"] > 0 and result["share_not_better"] < 0.025  # s separates far better
+
+
+def test_paired_delta_of_a_model_with_itself_is_zero():
+    y, s = _sample(6)
+    result = metrics.paired_pr_auc_delta(y, s, s.copy(), n_resamples=100, seed=0)
+    assert result["delta"] == result["ci_low"] == result["ci_high"] == 0.0
+    assert result["share_not_better"] == 1.0

@@ -28,6 +28,10 @@ def test_script_prints_run_dir_and_exports_hf(tiny_project):
     saved = load_file(run_dir / "hf" / "model.safetensors")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)
     assert (run_dir / "hf" / "tokenizer_config.json").exists()
+    # the next-event heads travel with the model: the event surprise features of fine-tuning and serving
+    checkpoint = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    heads = load_file(run_dir / "hf" / "next_event_heads.safetensors")
+    assert heads and all(torch.equal(v, checkpoint[f"model.objectives.next_event.{k}"]) for k, v in heads.items())
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tiny_project):

@@ -61,7 +61,8 @@ def json_event(table: pa.Table, i: int) -> dict:
 
 
 def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_position: int = 8, seed: int = 0):
-    """A real (untrained) tiny checkpoint as training writes it: <run>/hf (model + tokenizer), <run>/config.yaml.
+    """A real (untrained) tiny checkpoint as training writes it: <run>/hf (model, next-event heads, tokenizer),
+    <run>/config.yaml.
 
     The tokenizer is fitted on the fixture's own sequences; the model is `tiny` with a short window
     (max_position) so that short histories already cross several window blocks.
@@ -75,7 +76,9 @@ def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_positi
     from foundation.data.events import read_events
     from foundation.data.sequences import build_sequences
     from foundation.data.validate import validate
+    from foundation.embeddings.surprise import save_next_event_heads
     from foundation.model import FoundationModel, tiny
+    from foundation.objectives.next_event import NextEventObjective
     from foundation.tokenization import EventTokenizer
 
     root = {"paths": {"data_dir": str(data_dir)}}
@@ -93,6 +96,8 @@ def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_positi
     torch.manual_seed(seed)
     model = FoundationModel(config)
     model.save_pretrained(run_dir / "hf")
+    # the next-event heads, as the HFExport callback writes them (event surprise features)
+    save_next_event_heads(NextEventObjective(config.hidden_size, config.fields), run_dir / "hf")
     tokenizer.save_pretrained(run_dir / "hf")
     OmegaConf.save(OmegaConf.create({"data": data_cfg}), run_dir / "config.yaml")
     return schema, seq_dir

@@ -1,4 +1,4 @@
-"""Online == batch for task scores: real heads (mlp, gbdt on section-8 + raw fields, full with its own
+"""Online == batch for task scores: real heads (mlp, gbdt on section-8 + surprise + raw fields, full with its own
 encoder) fitted on the batch path's features (foundation.embeddings + foundation.heads.features), served by
 the scorer from a live store, on a real tiny model."""
 
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from foundation.data.events import read_events
 from foundation.data.validate import validate
 from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
+from foundation.embeddings.surprise import EventSurprise
 from foundation.evaluation.splits import TaskSpec
 from foundation.heads.features import FeatureLayout, example_keys, example_states, raw_field_features
 from foundation.heads.full import FullHead
@@ -32,8 +33,8 @@ ENTITIES = ["customer", "merchant", "issuer"]
 FRAUD, AUTH = ["customer", "merchant"], ["customer", "issuer"]
 
 
-def batch_features(model, tokenizer, seq_dir, keys):
-    encoder = PointInTimeEncoder(model, tokenizer.field_specs(), progress=False)
+def batch_features(model, tokenizer, seq_dir, keys, surprise=None):
+    encoder = PointInTimeEncoder(model, tokenizer.field_specs(), progress=False, surprise=surprise)
     return example_states(PointInTimeStates(SequenceStore(seq_dir, tokenizer), encoder), keys, ENTITIES)
 
 
@@ -48,14 +49,16 @@ def world(tmp_path_factory):
     kinds = events["event_type"].to_pylist()
     rows = np.array([i for i in range(120, events.num_rows) if kinds[i] in ("charge", "decline")])
     keys = example_keys(events, pa.table({"row": rows}), ENTITIES)
-    frozen = batch_features(scorer.model, scorer.tokenizer, seq_dir, keys)
+    surprise = EventSurprise.load(tmp / "run" / "hf", scorer.model.config, scorer.field_specs)
+    frozen = batch_features(scorer.model, scorer.tokenizer, seq_dir, keys, surprise)
+    assert frozen.surprise.shape == (len(rows), len(surprise.names)) and frozen.surprise.any()
     amounts = events["amount"].to_numpy()[rows]
     y = (amounts > np.median(amounts)).astype(np.float64)  # any 0/1 target: the heads just need fitting
     half = len(rows) // 2
     heads = tmp / "finetune" / "heads"
 
     x_fraud = frozen.features(FRAUD)
-    layout = FeatureLayout(tuple(FRAUD), scorer.model.config.hidden_size)
+    layout = FeatureLayout(tuple(FRAUD), scorer.model.config.hidden_size, tuple(surprise.names))
     mlp = MLPHead(hidden_sizes=(16,), max_epochs=3).fit(x_fraud[:half], y[:half], x_fraud[half:], y[half:])
     mlp.save(heads / "fraud" / "mlp", task="fraud", entity_types=FRAUD, feature_layout=layout.to_dict())
 
@@ -64,9 +67,9 @@ def world(tmp_path_factory):
     x_auth = np.hstack([frozen.features(AUTH), raw_fields.values[rows]])
     gbdt = GBDTHead({"num_threads": 1, "min_data_in_leaf": 3}, num_boost_round=20, early_stopping_rounds=5)
     gbdt.fit(x_auth[:half], y[:half], x_auth[half:], y[half:], categorical_features=raw_fields.categorical,
-             feature_names=FeatureLayout(tuple(AUTH), 32).names() + raw_fields.names)
+             feature_names=FeatureLayout(tuple(AUTH), 32, tuple(surprise.names)).names() + raw_fields.names)
     gbdt.save(heads / "authorization" / "gbdt", task="authorization", entity_types=AUTH,
-              feature_layout={**FeatureLayout(tuple(AUTH), 32).to_dict(), "kind": "section8+raw",
+              feature_layout={**FeatureLayout(tuple(AUTH), 32, tuple(surprise.names)).to_dict(), "kind": "section8+raw",
                               "raw": raw_fields.layout()})
 
     # A full head carries its own encoder: perturb a copy so its states differ from the pretrained ones.

@@ -1,0 +1,100 @@
+"""Event surprise: how unexpected an event is for its entity, under the pretrained next-event heads.
+
+For an attempt e with the entity state h before it (section 8), `surprise_<field>(e) = -log p(field of e | h)`
+for every content field the next-event objective predicts (outcome fields such as event_type and
+decline_code excluded: they are unknown when e is scored), plus their sum. A card used for the first time
+in another country, at a category and an amount its owner never uses, is improbable under its own history:
+the pretraining loss itself, read per event, is the feature a rule engine has no equivalent of.
+
+The heads are saved next to the model as `next_event_heads.safetensors` by the HFExport callback
+(pretraining with the `next_event` objective); without that file there is no surprise (None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+HEADS_FILE = "next_event_heads.safetensors"
+
+
+def save_next_event_heads(objective: torch.nn.Module, directory: str | Path) -> Path:
+    """Write a NextEventObjective's weights to `<directory>/next_event_heads.safetensors`."""
+    path = Path(directory) / HEADS_FILE
+    save_file({k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}, str(path))
+    return path
+
+
+class EventSurprise:
+    """Per-field negative log-likelihood of events given the entity state before them.
+
+    Args:
+        heads: a NextEventObjective (its `heads.specs` and `heads.fields`), in eval mode.
+        field_specs: EventTokenizer.field_specs() (their `outcome` flags decide what is left out).
+    """
+
+    def __init__(self, objective: torch.nn.Module, field_specs: Sequence[Mapping[str, Any]]):
+        outcome = {spec["name"] for spec in field_specs if spec.get("outcome")}
+        self.heads = objective.heads.eval()
+        self.specs = [spec for spec in self.heads.specs if spec.name not in outcome]
+        self.names = [f"surprise_{spec.name}" for spec in self.specs] + ["surprise_total"]
+
+    @classmethod
+    def load(cls, directory: str | Path, config: Any, field_specs: Sequence[Mapping[str, Any]],
+             device: str | torch.device = "cpu") -> EventSurprise | None:
+        """The surprise of a saved model folder (`hf/`), or None when it has no next-event heads."""
+        from foundation.objectives.next_event import NextEventObjective
+
+        path = Path(directory) / HEADS_FILE
+        if not path.exists():
+            return None
+        objective = NextEventObjective(int(config.hidden_size), config.fields)
+        objective.load_state_dict(load_file(str(path)))
+        return cls(objective.to(device), field_specs)
+
+    @torch.inference_mode()
+    def __call__(self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor], has_history: torch.Tensor
+                 ) -> torch.Tensor:
+        """Surprise of the events of a single-event batch.
+
+        Args:
+            hidden: (Q, H) entity states just before each event.
+            batch: section-5 batch of the events alone (Q, 1), as for their event vectors.
+            has_history: (Q,) bool; an event without history has no prediction: all its surprises are 0.
+        Returns:
+            (Q, len(names)) float32; a field the event lacks (padding id) contributes 0.
+        """
+        columns = []
+        for spec in self.specs:
+            if not spec.present_in(batch):
+                columns.append(torch.zeros(len(hidden), device=hidden.device))
+                continue
+            logits = self.heads.fields[spec.name](hidden.float())  # (Q, C)
+            target = batch[spec.target_key][:, 0]
+            if spec.kind == "text":  # mean -log p over the event's tokens
+                log_probs = F.log_softmax(logits, dim=-1).gather(1, target)  # (Q, K)
+                is_token = (target != 0).float()
+                nll = -(log_probs * is_token).sum(1) / is_token.sum(1).clamp(min=1)
+            else:
+                nll = F.cross_entropy(logits, target, ignore_index=0, reduction="none")
+            columns.append(nll)
+        out = torch.stack(columns, dim=1)
+        out = torch.cat([out, out.sum(1, keepdim=True)], dim=1)
+        return out * has_history.to(out.dtype).unsqueeze(1)
+
+
+def surprise_numpy(surprise: EventSurprise | None, hidden: np.ndarray, batch: Mapping[str, torch.Tensor],
+                   has_history: np.ndarray) -> np.ndarray | None:
+    """`surprise(...)` on numpy states (the online scorer's one attempt at a time); None without heads."""
+    if surprise is None:
+        return None
+    device = next(iter(batch.values())).device
+    flags = torch.as_tensor(np.asarray(has_history, bool).reshape(-1), device=device)
+    h = torch.as_tensor(np.asarray(hidden, np.float32), device=device).reshape(len(flags), -1)
+    return surprise(h, batch, flags).cpu().numpy()
