@@ -111,6 +111,12 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     assert "surprise_total" in probe_layout["surprise"]
     both_layout = json.loads((folder / "heads" / "authorization" / "gbdt_velocity" / "head.json").read_text())
     assert both_layout["feature_layout"]["kind"] == "section8+velocity"
+    from foundation.serving.scorer import Scorer
+
+    with pytest.raises(ValueError, match="cannot be served online"):  # no velocity windows in the service
+        Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "gbdt_velocity"}})
+    served = Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "probe"}})
+    assert served.heads[0].surprise == tuple(probe_layout["surprise"])
     # every model is compared with the baselines on paired resamples of the same test examples
     comparisons = json.loads((folder / "metrics.json").read_text())["comparisons"]
     pairs = {(c["model"], c["label_fraction"], c["baseline"]) for c in comparisons}

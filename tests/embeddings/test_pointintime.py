@@ -14,6 +14,7 @@ import torch
 from foundation.data.validate import validate
 from foundation.embeddings import PointInTimeEncoder, PointInTimeStates, as_of_index
 from foundation.embeddings.pointintime import gather_windows
+from foundation.embeddings.surprise import EventSurprise
 from foundation.heads.features import example_states
 from foundation.heads.probe import ProbeHead
 from foundation.serving.features import event_batch, event_vectors, window_batch, window_start
@@ -137,11 +138,15 @@ def test_future_events_and_late_disputes_never_change_earlier_features_or_scores
     data.source.path = str(write_events(tmp_path / "events", extended))
     schema2, store2, _ = run.store(run.data_config(data, {"data_dir": str(tmp_path / "data")}))
     encoder = _encoder(world, batch_tokens=256)
+    # the event surprise columns too (they end the features)
+    encoder.surprise = EventSurprise.load(world.run.hf_dir, world.run.model.config, world.run.tokenizer.field_specs())
     canonical = validate(base, world.schema, on_error="raise").table
     keys = _keys(canonical, cutoff)
     assert keys.num_rows > 100
     before = example_states(PointInTimeStates(world.store, encoder), keys, ENTITIES)
     after = example_states(PointInTimeStates(store2, encoder), keys, ENTITIES)
+    assert before.surprise is not None and before.surprise.any()
+    np.testing.assert_allclose(after.surprise, before.surprise, atol=2e-5)
     for entities in (["customer", "merchant"], ["customer", "issuer"]):
         np.testing.assert_allclose(after.features(entities), before.features(entities), atol=2e-5)
     for entity in ENTITIES:

@@ -1,6 +1,6 @@
 """A tiny payments world written by the tests themselves (raw files in the synthetic layout of
 docs/architecture.md section 7, spanning the splits of conf/data/synthetic.yaml) and a tiny untrained
-checkpoint laid out as a pretraining run writes it (<run>/hf + <run>/config.yaml).
+checkpoint laid out as a pretraining run writes it (<run>/hf with the next-event heads + <run>/config.yaml).
 
 Planted signals, so heads have something easy to learn from an event's own non-outcome fields:
 fraud = gambling (mcc 7995) bought online; a decline = an amount above 250.
@@ -106,7 +106,9 @@ def build_run(root: Path, table: pa.Table | None = None, max_position: int = 8, 
     """
     import torch
 
+    from foundation.embeddings.surprise import save_next_event_heads
     from foundation.model import FoundationModel, tiny
+    from foundation.objectives.next_event import NextEventObjective
     from foundation.preparation import prepare
 
     table = raw_events(seed=seed) if table is None else table
@@ -118,6 +120,8 @@ def build_run(root: Path, table: pa.Table | None = None, max_position: int = 8, 
     model = FoundationModel(config).eval()
     run = root / "run"
     model.save_pretrained(run / "hf")
+    # the next-event heads, as pretraining exports them (event surprise features)
+    save_next_event_heads(NextEventObjective(config.hidden_size, config.fields), run / "hf")
     prepared.tokenizer.save_pretrained(run / "hf")
     OmegaConf.save(cfg, run / "config.yaml", resolve=True)
     return run
