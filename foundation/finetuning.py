@@ -413,7 +413,8 @@ def trait_embeddings(fr: FinetuneRun, max_customers: int) -> TraitEmbeddings | N
 
 def results_table(metrics_json: Path) -> str:
     """A compact text table of PR-AUC and ROC-AUC with 95% intervals, per task, model and label fraction."""
-    rows = json.loads(Path(metrics_json).read_text())["results"]
+    document = json.loads(Path(metrics_json).read_text())
+    rows, comparisons = document["results"], document.get("comparisons", [])
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
@@ -426,7 +427,7 @@ def results_table(metrics_json: Path) -> str:
             lines.append(f"  {r['model']:<14} {r['label_fraction']:>6.0%} {r['n_train'] or 0:>8}  "
                          f"{pr['value']:.4f} [{pr['ci_low']:.4f}, {pr['ci_high']:.4f}]   "
                          f"{roc['value']:.4f} [{roc['ci_low']:.4f}, {roc['ci_high']:.4f}]")
-        versus = [c for c in json.loads(Path(metrics_json).read_text()).get("comparisons", []) if c["task"] == task]
+        versus = [c for c in comparisons if c["task"] == task]
         if versus:
             lines.append("  paired PR-AUC difference vs baseline [95% CI]:")
         for c in versus:

@@ -144,33 +144,35 @@ class PointInTimeEncoder:
         Returns:
             (Q, H) float32 tensor on the encoder's device.
         """
+        return self.event_features(encoded, rows, positions)[0]
+
+    def event_features(self, encoded: pa.Table | ArrowRows, rows: Sequence[int] | np.ndarray,
+                       positions: Sequence[int] | np.ndarray, hidden: np.ndarray | None = None,
+                       has_history: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Event vectors of single events and, given the states just before them (`hidden`, `has_history`)
+        and next-event heads, their surprise (foundation.embeddings.surprise), from the same batches.
+
+        Returns:
+            ((Q, H) float32 tensor on the encoder's device, (Q, F) float32 surprise or None).
+        """
         source = encoded if isinstance(encoded, ArrowRows) else ArrowRows(encoded)
         rows = np.asarray(rows, dtype=np.int64)
         positions = np.asarray(positions, dtype=np.int64)
-        out = []
+        with_surprise = self.surprise is not None and hidden is not None
+        vectors, surprise = [], []
         step = max(self.batch_tokens, 1)
         for a in range(0, len(rows), step):
             part = slice(a, a + step)
             batch = self._batch(source, rows[part], positions[part], np.ones(len(rows[part]), np.int64))
-            out.append(event_vectors(self.model, batch, self.field_specs)[:, 0].float())  # (B, H)
-        if not out:
-            return torch.zeros(0, self.hidden_size, device=self.device)
-        return torch.cat(out)
-
-
-    def event_surprise(self, encoded: pa.Table | ArrowRows, rows: np.ndarray, positions: np.ndarray,
-                       hidden: np.ndarray, has_history: np.ndarray) -> np.ndarray:
-        """(Q, F) surprise of single events under the states before them (see foundation.embeddings.surprise)."""
-        source = encoded if isinstance(encoded, ArrowRows) else ArrowRows(encoded)
-        out = []
-        step = max(self.batch_tokens, 1)
-        for a in range(0, len(rows), step):
-            part = slice(a, a + step)
-            batch = self._batch(source, rows[part], positions[part], np.ones(len(rows[part]), np.int64))
-            h = torch.as_tensor(hidden[part], device=self.device)
-            flags = torch.as_tensor(has_history[part], device=self.device)
-            out.append(self.surprise(h, batch, flags).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.surprise.names)), np.float32)
+            vectors.append(event_vectors(self.model, batch, self.field_specs)[:, 0].float())  # (B, H)
+            if with_surprise:
+                h = torch.as_tensor(hidden[part], device=self.device)
+                flags = torch.as_tensor(has_history[part], device=self.device)
+                surprise.append(self.surprise(h, batch, flags).float().cpu().numpy())
+        out = torch.cat(vectors) if vectors else torch.zeros(0, self.hidden_size, device=self.device)
+        if not with_surprise:
+            return out, None
+        return out, np.concatenate(surprise) if surprise else np.zeros((0, len(self.surprise.names)), np.float32)
 
 
 def gather_windows(encoded: pa.Table, rows: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> pa.Table:
@@ -448,10 +450,11 @@ class PointInTimeStates:
                 out.hidden[mine[has]] = self.encoder.states(encoded, row[mine][has], index[has],
                                                             desc=f"{entity_type} states")
             if with_event_vectors:
-                out.event_vectors[mine] = self.encoder.event_vectors(encoded, row[mine], index + 1).cpu().numpy()
+                vectors, found_surprise = self.encoder.event_features(encoded, row[mine], index + 1,
+                                                                      out.hidden[mine], has)
+                out.event_vectors[mine] = vectors.cpu().numpy()
                 if surprise is not None:
-                    out.event_surprise[mine] = self.encoder.event_surprise(encoded, row[mine], index + 1,
-                                                                           out.hidden[mine], has)
+                    out.event_surprise[mine] = found_surprise
         if with_event_vectors and not found.all():
             missing = ids.filter(pa.array(~found)).slice(0, 3).to_pylist()
             raise ValueError(f"{int((~found).sum())} queried events have no {entity_type} sequence "

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -87,14 +86,3 @@ class EventSurprise:
         out = torch.stack(columns, dim=1)
         out = torch.cat([out, out.sum(1, keepdim=True)], dim=1)
         return out * has_history.to(out.dtype).unsqueeze(1)
-
-
-def surprise_numpy(surprise: EventSurprise | None, hidden: np.ndarray, batch: Mapping[str, torch.Tensor],
-                   has_history: np.ndarray) -> np.ndarray | None:
-    """`surprise(...)` on numpy states (the online scorer's one attempt at a time); None without heads."""
-    if surprise is None:
-        return None
-    device = next(iter(batch.values())).device
-    flags = torch.as_tensor(np.asarray(has_history, bool).reshape(-1), device=device)
-    h = torch.as_tensor(np.asarray(hidden, np.float32), device=device).reshape(len(flags), -1)
-    return surprise(h, batch, flags).cpu().numpy()

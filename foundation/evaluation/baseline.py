@@ -18,14 +18,14 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from foundation.evaluation.report import ModelResult
+from foundation.evaluation.report import VELOCITY_BASELINE, ModelResult
 from foundation.evaluation.splits import TaskSpec, check_no_leakage, select_examples, subsample_labels
 from foundation.evaluation.velocity import VelocityConfig, VelocityFeatures, velocity_features
 from foundation.heads.gbdt import GBDTHead
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "velocity_gbdt"
+MODEL_NAME = VELOCITY_BASELINE
 
 
 def velocity_baseline(

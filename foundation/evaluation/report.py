@@ -24,7 +24,7 @@ from foundation.evaluation.metrics import METRIC_NAMES, evaluate_scores, metric_
 
 log = logging.getLogger(__name__)
 
-VELOCITY_BASELINE = "velocity_gbdt"  # baseline (a); foundation.evaluation.baseline.MODEL_NAME
+VELOCITY_BASELINE = "velocity_gbdt"  # baseline (a), foundation.evaluation.baseline
 SCRATCH_BASELINE = "scratch"          # baseline (b)
 BASELINES = (VELOCITY_BASELINE, SCRATCH_BASELINE)
 

@@ -25,7 +25,6 @@ import torch
 
 from foundation.data.aggregates import AggregateSpec
 from foundation.data.schema import DataSchema
-from foundation.embeddings.surprise import surprise_numpy
 from foundation.serving.features import (
     bucket_rows,
     event_batch,
@@ -221,12 +220,19 @@ class StateEngine:
         return event_vectors(self.model, batch, self.field_specs)[0, 0].float().numpy()
 
     @torch.inference_mode()
-    def event_surprise(self, record: EventRecord, state: EntityState) -> np.ndarray:
-        """(F,) surprise of an attempt under its event entity's state before it (foundation.embeddings.surprise)."""
+    def event_features(self, record: EventRecord, state: EntityState, with_surprise: bool
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The attempt's event vector (see `event_vector`, the gap taken from `state`, its event entity's state
+        before it) and, when asked, its surprise under that state (foundation.embeddings.surprise), from
+        one encoding of the attempt."""
+        batch = self._event_batch(record, state.last_time)
+        vector = event_vectors(self.model, batch, self.field_specs)[0, 0].float().numpy()
+        if not with_surprise:
+            return vector, None
         if self.surprise is None:
             raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
-        batch = self._event_batch(record, state.last_time)
-        return surprise_numpy(self.surprise, state.hidden[None, :], batch, np.array([state.has_history]))[0]
+        hidden = torch.as_tensor(np.asarray(state.hidden, np.float32)[None, :])
+        return vector, self.surprise(hidden, batch, torch.tensor([state.has_history]))[0].numpy()
 
 
 class StateWarmer:

@@ -190,27 +190,23 @@ class Scorer:
                                     "embeddings are served")
         record = attempt.record
         event_id = record.event_id if attempt.has_event_id else None
-        features: dict[str, tuple[dict[str, EntityState], np.ndarray]] = {}
+        features: dict[str, tuple[dict[str, EntityState], np.ndarray, np.ndarray | None]] = {}
         for key in dict.fromkeys(h.engine for h in self.heads):
             engine = self.engines[key]
-            types = list(dict.fromkeys([self.event_entity] + [e for h in self.heads if h.engine == key
-                                                               for e in h.entities]))
+            mine = [h for h in self.heads if h.engine == key]
+            types = list(dict.fromkeys([self.event_entity] + [e for h in mine for e in h.entities]))
             refs = [(t, record.payload[f"{t}_id"]) for t in types]
             states = dict(zip(types, engine.entity_states(refs, store, record.event_time, event_id, on_cache)))
-            features[key] = (states, engine.event_vector(record, states[self.event_entity].last_time))
+            vector, surprise = engine.event_features(record, states[self.event_entity],
+                                                     any(h.surprise for h in mine))
+            features[key] = (states, vector, surprise)
         raw_rows: dict[int, np.ndarray] = {}
-        surprises: dict[str, np.ndarray] = {}
         out: dict[str, Any] = {"event_id": event_id, "model_version": self.model_version}
         for head in self.heads:
-            states, vector = features[head.engine]
-            surprise = None
-            if head.surprise:
-                if head.engine not in surprises:
-                    surprises[head.engine] = self.engines[head.engine].event_surprise(
-                        record, states[self.event_entity])
-                surprise = surprises[head.engine]
+            states, vector, surprise = features[head.engine]
             x = task_features([states[e].hidden for e in head.entities],
-                              [states[e].has_history for e in head.entities], vector, surprise)
+                              [states[e].has_history for e in head.entities], vector,
+                              surprise if head.surprise else None)
             if head.raw is not None:
                 if id(head.raw) not in raw_rows:
                     table = canonical_rows([record.payload], self.engine.canonical)
