@@ -5,24 +5,25 @@ Routes (JSON in and out; errors are `{"error": {"status", "message", "problems":
 - `POST /v1/score`       one charge attempt -> fraud / approval probabilities; `?commit=true` also applies it.
 - `GET  /v1/entities/{entity_type}/{entity_id}`            the entity's retained state (ids, count).
 - `GET  /v1/entities/{entity_type}/{entity_id}/embedding`  point-in-time embedding (`?as_of=` optional).
+  An entity id may hold "/" (the route takes the rest of the path); one ending in "/embedding" cannot be read.
 - `GET  /healthz`, `GET /metrics` (Prometheus text); never behind the token.
+- `GET  /docs`, `/redoc`, `/openapi.json`: behind the token when one is set (the API is not public either).
 
 Bad input never reaches the state: a request is parsed and validated completely before anything is
-applied, and `apply` is one atomic transaction. The body limit is enforced while reading the body, before
-any parsing (a Content-Length above the limit is refused without reading).
+applied, and `apply` is one atomic transaction. The body limits (size, time) are enforced while reading the
+body, before any parsing (`foundation.serving.body`).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import ipaddress
 import logging
 import os
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -32,12 +33,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from foundation.serving.body import parse_json, read_body
 from foundation.serving.metrics import CONTENT_TYPE, ServiceMetrics
-from foundation.serving.schemas import EventParser, RequestError, parse_as_of
+from foundation.serving.openapi import add_docs, json_body
+from foundation.serving.schemas import EventParser, RequestError, parse_as_of, request_models
 from foundation.serving.state import StateStore
 
 logger = logging.getLogger(__name__)
 TOKEN_ENV = "FOUNDATION_API_TOKEN"
+MIN_EVENT_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: the default plausible lower bound of event times
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class ServiceSettings:
         model_concurrency: scoring/embedding requests computed at once; the rest wait their turn. Most of
             a score is Python holding the interpreter lock, so parallel scoring threads only add switching
             (16 clients, 2 cores: 157 req/s with 1, 104 with 2, 63 with 4). Scale with processes instead.
+        body_timeout_s: a request body must arrive within this many seconds (408 otherwise).
+        min_event_ms: events dated before this epoch-ms instant are refused (422); None = no bound.
+        max_future_skew_ms: events dated further ahead of the service clock are refused (422); None = no bound.
     """
 
     max_body_bytes: int = 1_048_576
@@ -59,6 +66,9 @@ class ServiceSettings:
     api_token: str | None = None
     warm_on_ingest: bool = True
     model_concurrency: int = 1
+    body_timeout_s: float = 30.0
+    min_event_ms: int | None = MIN_EVENT_MS
+    max_future_skew_ms: int | None = 300_000
 
 
 def error_response(err: RequestError) -> JSONResponse:
@@ -66,102 +76,24 @@ def error_response(err: RequestError) -> JSONResponse:
     return JSONResponse(status_code=err.status, content={"error": err.to_dict()}, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than `limit` bytes without buffering past the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(400, f"Content-Length header {declared!r} is not a number")
-        if int(declared) > limit:
-            raise RequestError(413, f"request body is {declared} bytes; the limit is {limit} bytes "
-                                    "(server.max_body_bytes); split the batch")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body exceeds {limit} bytes (server.max_body_bytes); split the batch")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def bearer_guard(api_token: str | None) -> Callable[[Request], None]:
+    """The dependency guarding /v1/* and the docs: `Authorization: Bearer <api_token>`, or open when None."""
 
-
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise RequestError(400, "request body is empty; send a JSON object (one event) or array (a batch)")
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError(400, "request body is not UTF-8") from None
-    except json.JSONDecodeError as err:
-        raise RequestError(400, f"request body is not valid JSON: {err.msg} at line {err.lineno} "
-                                f"column {err.colno}") from None
-    except RecursionError:
-        raise RequestError(400, "request body is nested too deeply") from None
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: counts every HTTP request by route template and status, times it."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], metrics: ServiceMetrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    def authorize(request: Request) -> None:
+        if api_token is None:
             return
-        start = time.perf_counter()
-        status = {"code": 500}
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise RequestError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+        if not hmac.compare_digest(token.strip().encode(), api_token.encode()):
+            raise RequestError(401, "invalid bearer token")
 
-        async def send_wrapper(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe_request(route, scope["method"], status["code"], time.perf_counter() - start)
+    return authorize
 
 
-def create_app(
-    parser: EventParser,
-    store: StateStore,
-    scorer: Any | None = None,
-    settings: ServiceSettings | None = None,
-) -> FastAPI:
-    """Build the FastAPI app around its components.
-
-    Args:
-        parser: validates raw events against the data schema.
-        store: the live per-entity state (closed on shutdown).
-        scorer: `foundation.serving.scorer.Scorer`, or None for an ingest-only service (scoring and
-            embeddings answer 503).
-        settings: limits and auth.
-    Returns:
-        the app; run it with uvicorn.
-    """
-    settings = settings or ServiceSettings()
-    model_version = getattr(scorer, "model_version", None)
-    metrics = ServiceMetrics(store.stats, model_version)
-    model_slots = CapacityLimiter(max(1, settings.model_concurrency))
-    warmer = None
-    if scorer is not None and settings.warm_on_ingest:
-        from foundation.serving.engine import StateWarmer
-
-        warmer = StateWarmer(list(scorer.engines.values()), store)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        yield
-        if warmer is not None:
-            warmer.stop()
-        store.close()
-
-    app = FastAPI(title="payment-foundation scoring", version="1", lifespan=lifespan)
-    app.state.parser, app.state.store, app.state.scorer, app.state.metrics = parser, store, scorer, metrics
-    app.state.warmer = warmer
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"error": {...}}`: bad input 4xx, store outage 503, a bug 500 without internals."""
 
     @app.exception_handler(RequestError)
     async def _request_error(_request: Request, err: RequestError) -> JSONResponse:
@@ -187,103 +119,164 @@ def create_app(
                     for e in err.errors()]
         return error_response(RequestError(422, "invalid request parameters", problems))
 
-    def authorize(request: Request) -> None:
-        if settings.api_token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise RequestError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(token.strip().encode(), settings.api_token.encode()):
-            raise RequestError(401, "invalid bearer token")
 
-    def count_cache(hits: int, misses: int) -> None:
-        metrics.cache.labels(result="hit").inc(hits)
-        metrics.cache.labels(result="miss").inc(misses)
+@dataclass
+class Service:
+    """What the routes act on: the parser, the live state, the scorer and their limits."""
 
-    def need_scorer() -> Any:
-        if scorer is None:
+    parser: EventParser
+    store: StateStore
+    scorer: Any | None
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    warmer: Any | None = None
+
+    def count_cache(self, hits: int, misses: int) -> None:
+        self.metrics.cache.labels(result="hit").inc(hits)
+        self.metrics.cache.labels(result="miss").inc(misses)
+
+    def need_scorer(self) -> Any:
+        if self.scorer is None:
             raise RequestError(503, "no model loaded (service started without a checkpoint): scoring and "
                                     "embeddings are unavailable, ingestion works")
-        return scorer
+        return self.scorer
 
-    @app.post("/v1/events", dependencies=[Depends(authorize)])
+    async def read_json(self, request: Request) -> Any:
+        return parse_json(await read_body(request, self.settings.max_body_bytes, self.settings.body_timeout_s))
+
+    def changed(self, refs: list[tuple[str, str]]) -> None:
+        """Entities whose history moved on: drop their cached states and recompute them in the background."""
+        if self.scorer is not None:
+            self.scorer.invalidate(refs)
+            if self.warmer is not None:
+                self.warmer.submit(refs)
+
+    def ingest(self, payload: Any) -> dict[str, Any]:
+        events = self.parser.parse_batch(payload, self.settings.max_batch_events)
+        applied = self.store.apply(events)
+        self.changed(list(dict.fromkeys(ref for ev, ok in zip(events, applied) if ok for ref in ev.entities)))
+        return {"received": len(events), "applied": sum(applied), "duplicates": len(events) - sum(applied),
+                "results": [{"event_id": ev.event_id, "status": "applied" if ok else "duplicate"}
+                            for ev, ok in zip(events, applied)]}
+
+    def score(self, payload: Any, commit: bool) -> dict[str, Any]:
+        active = self.need_scorer()
+        attempt = self.parser.parse_attempt(payload, commit=commit)
+        result = active.score(attempt, self.store, on_cache=self.count_cache)
+        result["committed"] = False
+        if commit:
+            # Scored first, then applied: the attempt's own score never sees the attempt.
+            result["committed"] = self.store.apply([attempt.record])[0]
+            self.changed(list(attempt.record.entities))
+        return result
+
+
+def create_app(
+    parser: EventParser,
+    store: StateStore,
+    scorer: Any | None = None,
+    settings: ServiceSettings | None = None,
+) -> FastAPI:
+    """Build the FastAPI app around its components.
+
+    Args:
+        parser: validates raw events against the data schema (its event time bounds are set from `settings`).
+        store: the live per-entity state (closed on shutdown).
+        scorer: `foundation.serving.scorer.Scorer`, or None for an ingest-only service (scoring and
+            embeddings answer 503).
+        settings: limits and auth.
+    Returns:
+        the app; run it with uvicorn.
+    """
+    settings = settings or ServiceSettings()
+    parser = replace(parser, min_event_ms=settings.min_event_ms, max_future_skew_ms=settings.max_future_skew_ms)
+    svc = Service(parser, store, scorer, settings, ServiceMetrics(store.stats, getattr(scorer, "model_version", None)))
+    if scorer is not None and settings.warm_on_ingest:
+        from foundation.serving.engine import StateWarmer
+
+        svc.warmer = StateWarmer(list(scorer.engines.values()), store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if svc.warmer is not None:
+            svc.warmer.stop()
+        store.close()
+
+    # The docs routes are added by add_docs, so that a token, when set, guards them like the API.
+    app = FastAPI(title="payment-foundation scoring", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.parser, app.state.store, app.state.scorer, app.state.metrics = parser, store, scorer, svc.metrics
+    app.state.warmer, app.state.settings = svc.warmer, settings
+    svc.metrics.instrument(app)
+    add_error_handlers(app)
+    authorize = bearer_guard(settings.api_token)
+    models = request_models(parser.schema)
+    add_routes(app, svc, authorize, models)
+    add_docs(app, list(models), authorize)
+    return app
+
+
+def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], None],
+               models: tuple[type, type]) -> None:
+    """The API (/v1/*, behind `authorize`) and the probes (/healthz, /metrics, always open).
+
+    Args:
+        models: (event, score request) models from `request_models`, documenting the two bodies.
+    """
+    guard = [Depends(authorize)]
+    model_slots = CapacityLimiter(max(1, svc.settings.model_concurrency))
+    event_model, attempt_model = models
+
+    @app.post("/v1/events", dependencies=guard, openapi_extra=json_body(event_model, many=True))
     async def post_events(request: Request) -> JSONResponse:
-        payload = parse_json(await read_body(request, settings.max_body_bytes))
-
-        def ingest() -> dict[str, Any]:
-            events = parser.parse_batch(payload, settings.max_batch_events)
-            applied = store.apply(events)
-            if scorer is not None:
-                changed = list(dict.fromkeys(ref for ev, ok in zip(events, applied) if ok for ref in ev.entities))
-                scorer.invalidate(changed)
-                if warmer is not None:
-                    warmer.submit(changed)
-            return {"received": len(events), "applied": sum(applied), "duplicates": len(events) - sum(applied),
-                    "results": [{"event_id": ev.event_id, "status": "applied" if ok else "duplicate"}
-                                for ev, ok in zip(events, applied)]}
-
-        result = await run_in_threadpool(ingest)
-        metrics.events.labels(result="applied").inc(result["applied"])
-        metrics.events.labels(result="duplicate").inc(result["duplicates"])
+        payload = await svc.read_json(request)
+        result = await run_in_threadpool(svc.ingest, payload)
+        svc.metrics.events.labels(result="applied").inc(result["applied"])
+        svc.metrics.events.labels(result="duplicate").inc(result["duplicates"])
         return JSONResponse(result)
 
-    @app.post("/v1/score", dependencies=[Depends(authorize)])
+    @app.post("/v1/score", dependencies=guard, openapi_extra=json_body(attempt_model))
     async def post_score(request: Request, commit: bool = False) -> JSONResponse:
-        active = need_scorer()
-        payload = parse_json(await read_body(request, settings.max_body_bytes))
+        svc.need_scorer()
+        payload = await svc.read_json(request)
+        return JSONResponse(await to_thread.run_sync(svc.score, payload, commit, limiter=model_slots))
 
-        def score() -> dict[str, Any]:
-            attempt = parser.parse_attempt(payload, commit=commit)
-            result = active.score(attempt, store, on_cache=count_cache)
-            result["committed"] = False
-            if commit:
-                # Scored first, then applied: the attempt's own score never sees the attempt.
-                result["committed"] = store.apply([attempt.record])[0]
-                active.invalidate(list(attempt.record.entities))
-                if warmer is not None:
-                    warmer.submit(list(attempt.record.entities))
-            return result
+    # Embedding first: `{entity_id:path}` of the entity route would also match ".../embedding".
+    @app.get("/v1/entities/{entity_type}/{entity_id:path}/embedding", dependencies=guard)
+    async def get_embedding(entity_type: str, entity_id: str, as_of: str | None = None) -> JSONResponse:
+        svc.parser.check_entity_type(entity_type)
+        cutoff = parse_as_of(as_of)
+        active = svc.need_scorer()
 
-        result = await to_thread.run_sync(score, limiter=model_slots)
-        return JSONResponse(result)
+        def embed() -> dict[str, Any]:
+            return active.embedding(entity_type, entity_id, svc.store, as_of=cutoff, on_cache=svc.count_cache)
 
-    @app.get("/v1/entities/{entity_type}/{entity_id}", dependencies=[Depends(authorize)])
+        return JSONResponse(await to_thread.run_sync(embed, limiter=model_slots))
+
+    @app.get("/v1/entities/{entity_type}/{entity_id:path}", dependencies=guard)
     async def get_entity(entity_type: str, entity_id: str) -> JSONResponse:
-        parser.check_entity_type(entity_type)
-        hist = await run_in_threadpool(store.history, entity_type, entity_id)
+        svc.parser.check_entity_type(entity_type)
+        hist = await run_in_threadpool(svc.store.history, entity_type, entity_id)
         return JSONResponse({
             "entity_type": entity_type, "entity_id": entity_id, "n_events": hist.n_events,
             "n_retained": len(hist.events), "event_ids": [e["event_id"] for e in hist.events],
-            "last_event_time": parser.format_time(hist.events[-1]["event_time"]) if hist.events else None,
+            "last_event_time": svc.parser.format_time(hist.events[-1]["event_time"]) if hist.events else None,
         })
-
-    @app.get("/v1/entities/{entity_type}/{entity_id}/embedding", dependencies=[Depends(authorize)])
-    async def get_embedding(entity_type: str, entity_id: str, as_of: str | None = None) -> JSONResponse:
-        parser.check_entity_type(entity_type)
-        cutoff = parse_as_of(as_of)
-        active = need_scorer()
-
-        def embed() -> dict[str, Any]:
-            return active.embedding(entity_type, entity_id, store, as_of=cutoff, on_cache=count_cache)
-
-        return JSONResponse(await to_thread.run_sync(embed, limiter=model_slots))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         try:
-            await run_in_threadpool(store.ping)
+            await run_in_threadpool(svc.store.ping)
         except Exception as err:  # report, do not crash: the orchestrator restarts us
             return JSONResponse(status_code=503, content={"status": "unavailable", "state": str(err)})
-        return JSONResponse({"status": "ok", "model_version": model_version, "scoring": scorer is not None,
-                             "state_backend": type(store).__name__})
+        return JSONResponse({"status": "ok", "model_version": getattr(svc.scorer, "model_version", None),
+                             "scoring": svc.scorer is not None, "state_backend": type(svc.store).__name__})
 
     @app.get("/metrics")
     async def get_metrics() -> Response:
-        body = await run_in_threadpool(metrics.render)
+        body = await run_in_threadpool(svc.metrics.render)
         return Response(content=body, media_type=CONTENT_TYPE)
-
-    return app
 
 
 def build_app(cfg: Any) -> FastAPI:
@@ -319,10 +312,23 @@ def build_app(cfg: Any) -> FastAPI:
                          "windows would be cut and online scores would differ from the batch path")
     buckets = {e.type: int(e.bucket_ms) for e in schema.entities.values() if e.representation == "aggregate"}
     store = build_state_store(state_cfg, max_events, buckets)
-    token = os.environ.get(str(cfg.server.token_env)) or None
-    settings = ServiceSettings(int(cfg.server.max_body_bytes), int(cfg.server.max_batch_events), token,
-                               bool(cfg.scorer.warm_on_ingest), int(cfg.scorer.concurrency))
-    return create_app(EventParser(schema), store, scorer, settings)
+    return create_app(EventParser(schema), store, scorer, service_settings(cfg))
+
+
+def service_settings(cfg: Any) -> ServiceSettings:
+    """ServiceSettings from the `server` and `scorer` sections of conf/serve.yaml (token from the environment)."""
+    from foundation.data.schema import parse_duration
+
+    server = cfg.server
+    skew, earliest = server.get("max_future_skew"), server.get("min_event_time")
+    return ServiceSettings(
+        max_body_bytes=int(server.max_body_bytes), max_batch_events=int(server.max_batch_events),
+        api_token=os.environ.get(str(server.token_env)) or None, warm_on_ingest=bool(cfg.scorer.warm_on_ingest),
+        model_concurrency=int(cfg.scorer.concurrency),
+        body_timeout_s=parse_duration(server.body_timeout, "server.body_timeout") / 1000,
+        min_event_ms=None if earliest is None else parse_as_of(str(earliest), "server.min_event_time"),
+        max_future_skew_ms=None if skew is None else parse_duration(skew, "server.max_future_skew"),
+    )
 
 
 def _plain(node: Any) -> Any:
@@ -335,8 +341,28 @@ def serve(cfg: Any) -> None:
     """Build the app from config and run it with uvicorn until interrupted (scripts/serve.py)."""
     import uvicorn
 
+    from foundation.data.schema import parse_duration
+
     app = build_app(cfg)
+    warning = exposure_warning(str(cfg.server.host), app.state.settings.api_token, str(cfg.server.token_env))
+    if warning:
+        logger.warning(warning)
     logger.warning("serving on http://%s:%s (state: %s, model: %s)", cfg.server.host, cfg.server.port,
                    type(app.state.store).__name__, getattr(app.state.scorer, "model_version", None))
+    keep_alive = parse_duration(cfg.server.keep_alive_timeout, "server.keep_alive_timeout") / 1000
     uvicorn.run(app, host=str(cfg.server.host), port=int(cfg.server.port), log_level=str(cfg.server.log_level),
-                access_log=False, timeout_graceful_shutdown=5)
+                access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(keep_alive)))
+
+
+def exposure_warning(host: str, token: str | None, token_env: str = TOKEN_ENV) -> str | None:
+    """A warning when the service would answer anyone on the network without a token, else None."""
+    if token:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (f"serving on {host} without a token: anyone who can reach it can ingest events and read entities; "
+            f"set {token_env} (clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1")

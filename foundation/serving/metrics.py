@@ -1,24 +1,22 @@
 """Prometheus metrics of the online service (text exposition via prometheus_client).
 
-Each app owns its own `CollectorRegistry`, so several apps in one process (tests, two replicas) do not
-share counters. Route labels are route *templates* (`/v1/entities/{entity_type}/{entity_id}/embedding`),
-never raw paths, so entity ids cannot blow up the label cardinality.
+HTTP request counts and latencies come from prometheus-fastapi-instrumentator; the domain metrics (events,
+cache, model, state store sizes) are ours. Each app owns its own `CollectorRegistry`, so several apps in one
+process (tests, two replicas) do not share counters. The `handler` label is the route *template*
+(`/v1/entities/{entity_type}/{entity_id:path}/embedding`; "none" for unmatched paths), never the raw path,
+so entity ids cannot blow up the label cardinality.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from foundation.serving.state import StoreStats
 
@@ -59,14 +57,6 @@ class ServiceMetrics:
 
     def __init__(self, stats: Callable[[], StoreStats], model_version: str | None):
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "foundation_http_requests", "HTTP requests by route, method and status",
-            ["route", "method", "status"], registry=self.registry,
-        )
-        self.latency = Histogram(
-            "foundation_http_request_duration_seconds", "HTTP request latency by route",
-            ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
         self.events = Counter(
             "foundation_events", "Events received on /v1/events by result (applied, duplicate)",
             ["result"], registry=self.registry,
@@ -81,9 +71,16 @@ class ServiceMetrics:
         self.model_info.labels(version=model_version or "none").set(1 if model_version else 0)
         self.registry.register(_StateCollector(stats))
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
-        self.latency.labels(route=route, method=method).observe(seconds)
+    def instrument(self, app: FastAPI) -> None:
+        """Count and time every HTTP request of `app` into this registry: `foundation_http_requests_total`
+        (handler, method, status) and `foundation_http_request_duration_seconds` (handler, method)."""
+        instrumentator = Instrumentator(should_group_status_codes=False, registry=self.registry)
+        instrumentator.add(
+            http_metrics.requests(metric_namespace="foundation", registry=self.registry),
+            http_metrics.latency(metric_namespace="foundation", should_include_status=False,
+                                 buckets=LATENCY_BUCKETS, registry=self.registry),
+        )
+        instrumentator.instrument(app)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -13,8 +13,14 @@ the reason:
    so are the outcome fields and the event id);
 3. `wrong_type`: a value that is not a JSON string/number/null (booleans, objects, arrays), or NaN /
    Infinity in a column that is not numeric;
+   `invalid_unicode`: a string holding a lone surrogate (JSON allows the escape "\\ud800"; UTF-8 does not);
+   blank (whitespace-only) event ids and entity keys are `null_event_id` / `null_entity_key.<type>`;
 4. the validator's row checks: unconvertible values (`wrong_type.<field>`, `unparsable_timestamp`),
-   null keys, NaN (`nan_value.<field>`), nulls where `allow_null: false`, values outside [min, max].
+   null keys, NaN (`nan_value.<field>`), nulls where `allow_null: false`, values outside [min, max];
+5. event time bounds (the service's, not the batch path's: they depend on the clock):
+   `implausible_event_time` before `min_event_ms`, `future_event_time` more than `max_future_skew_ms` ahead
+   of the service clock. One event dated 2099 would otherwise hold every later event of its entities
+   "in the past" for good.
 Repeated event ids inside one batch are not an error: later copies are duplicates (acknowledged, not
 applied), exactly as if they had been sent again later.
 """
@@ -22,12 +28,15 @@ applied), exactly as if they had been sent again later.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from foundation.data.schema import DataSchema, DataValidationError
 from foundation.data.validate import validate
@@ -36,6 +45,11 @@ from foundation.serving.state import EventRecord
 MAX_PROBLEMS = 50  # problems listed in one error response
 ATTEMPT_ID = "__attempt__"  # event id of a scored attempt sent without one; never stored
 EPOCH = datetime(1970, 1, 1)
+
+
+def now_ms() -> int:
+    """The service clock: epoch milliseconds, UTC."""
+    return time.time_ns() // 1_000_000
 
 
 class RequestError(Exception):
@@ -84,10 +98,17 @@ class EventParser:
 
     Args:
         schema: the dataset schema training used (raw column names, field types, value rules).
+        min_event_ms: events dated before this epoch-ms instant are refused; None = no lower bound.
+        max_future_skew_ms: events dated more than this ahead of `clock()` are refused; None = no bound.
+        clock: the service clock in epoch ms (tests pass a fixed one).
     """
 
     schema: DataSchema
+    min_event_ms: int | None = None
+    max_future_skew_ms: int | None = None
+    clock: Callable[[], int] = field(default=now_ms, repr=False)
     _kinds: dict[str, str] = field(init=False, repr=False)
+    _entity_of: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.schema
@@ -97,6 +118,7 @@ class EventParser:
         kinds.update({f.column: f.type for f in s.fields.values()})
         kinds.update({lb.column: "label" for lb in s.labels.values()})
         self._kinds = kinds
+        self._entity_of = {e.column: e.type for e in s.entities.values()}
 
     @property
     def event_id_column(self) -> str:
@@ -192,9 +214,11 @@ class EventParser:
                         problems.append(_problem(i, column, keys.get(column, "event_id"), "missing",
                                                  "required column is missing from the event"))
                     continue
-                text, problem = self._as_text(row[column], kind)
+                text, reason, problem = self._as_text(row[column], kind)
+                if problem is None and kind == "id" and text is not None and text and not text.strip():
+                    reason, problem = self._blank_key(column)
                 if problem is not None:
-                    problems.append(_problem(i, column, keys.get(column, "event_id"), "wrong_type", problem))
+                    problems.append(_problem(i, column, keys.get(column, "event_id"), reason, problem))
                 columns[column][i] = text
         if problems:
             raise RequestError(422, f"{len(problems)} problem(s) in {len(rows)} event(s)", problems)
@@ -211,27 +235,62 @@ class EventParser:
         unique = sorted(first.values())
         raw = pa.table({c: pa.array([v[i] for i in unique], pa.string()) for c, v in columns.items()})
         records = self._records(self._validate(raw, unique), raw)
+        self._check_times(records, unique)
         if len(unique) == len(ids):
             return records
         position = {i: k for k, i in enumerate(unique)}
         return [records[position[first[v]]] for v in ids]
 
     @staticmethod
-    def _as_text(value: Any, kind: str) -> tuple[str | None, str | None]:
-        """A JSON value as the string the converter parses (as if read from CSV), or a problem."""
+    def _as_text(value: Any, kind: str) -> tuple[str | None, str, str | None]:
+        """A JSON value as the string the converter parses (as if read from CSV), or (reason, problem)."""
         if value is None:
-            return None, None
+            return None, "", None
         if isinstance(value, str):
-            return value, None
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:  # arrow (and the JSON response) would fail on it later: a 500
+                    return None, "invalid_unicode", "not valid Unicode text (holds a lone surrogate such as \\ud800)"
+            return value, "", None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"expected a string or number, got {_json_type(value)}"
+            return None, "wrong_type", f"expected a string or number, got {_json_type(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             if kind in ("numeric", "label"):
-                return repr(value), None  # NaN/inf: the validator decides (allow_nan; labels read NaN as null)
-            return None, f"{value!r} is not a valid {kind} value"
+                return repr(value), "", None  # NaN/inf: the validator decides (allow_nan; labels read NaN as null)
+            return None, "wrong_type", f"{value!r} is not a valid {kind} value"
         if isinstance(value, float) and value.is_integer() and kind in ("id", "categorical", "text"):
-            return str(int(value)), None  # as convert_events writes integral float ids
-        return repr(value) if isinstance(value, float) else str(value), None
+            return str(int(value)), "", None  # as convert_events writes integral float ids
+        return repr(value) if isinstance(value, float) else str(value), "", None
+
+    def _blank_key(self, column: str) -> tuple[str, str]:
+        """(reason, problem) for a whitespace-only id: the validator's null-key reasons (it only sees "")."""
+        etype = self._entity_of.get(column)
+        if etype is None:
+            return "null_event_id", "event id is blank (whitespace only)"
+        return f"null_entity_key.{etype}", f"{etype} key is blank (whitespace only)"
+
+    def _check_times(self, records: list[EventRecord], positions: list[int]) -> None:
+        """Refuse event times outside [min_event_ms, clock() + max_future_skew_ms]."""
+        if self.min_event_ms is None and self.max_future_skew_ms is None:
+            return
+        lo = self.min_event_ms
+        now = self.clock() if self.max_future_skew_ms is not None else None
+        hi = None if now is None else now + self.max_future_skew_ms
+        column, problems = self.schema.timestamp.column, []
+        for record, index in zip(records, positions):
+            t = record.event_time
+            if lo is not None and t < lo:
+                problems.append(_problem(index, column, "timestamp.column", "implausible_event_time",
+                                         f"event time {self.format_time(t)} is before {self.format_time(lo)} "
+                                         "(server.min_event_time)"))
+            elif hi is not None and t > hi:
+                problems.append(_problem(index, column, "timestamp.column", "future_event_time",
+                                         f"event time {self.format_time(t)} is more than {self.max_future_skew_ms} ms "
+                                         f"ahead of the service clock {self.format_time(now)} "
+                                         "(server.max_future_skew)"))
+        if problems:
+            raise RequestError(422, f"{len(problems)} event time(s) out of bounds", problems)
 
     def _validate(self, raw: pa.Table, positions: list[int]) -> pa.Table:
         """The validator's conversion and row checks; problems point at the event's index in the request."""
@@ -267,17 +326,59 @@ class EventParser:
         return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
 
 
-def parse_as_of(value: str | None) -> int | None:
-    """`?as_of=` (ISO-8601; naive = UTC) -> epoch ms, or None."""
+def parse_as_of(value: str | None, name: str = "as_of") -> int | None:
+    """`?as_of=` (ISO-8601; naive = UTC) -> epoch ms, or None; errors name `name`."""
     if value is None:
         return None
     text = value.strip()
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
-        raise RequestError(422, f"as_of {value!r} is not an ISO-8601 date/time",
-                           [_problem(None, "as_of", None, "unparsable_timestamp", "expected e.g. 2024-05-01T12:00:00")]
+        raise RequestError(422, f"{name} {value!r} is not an ISO-8601 date/time",
+                           [_problem(None, name, None, "unparsable_timestamp", "expected e.g. 2024-05-01T12:00:00")]
                            ) from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+# JSON types a raw column accepts, per kind of column (what `EventParser._as_text` converts).
+_JSON_TYPES: dict[str, Any] = {
+    "id": str | int, "timestamp": str | int | float, "categorical": str | int, "text": str,
+    "numeric": float, "label": float,
+}
+
+
+def request_models(schema: DataSchema) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Pydantic models of one event and of one score request, built from the schema's raw columns.
+
+    They document the API (OpenAPI, generated clients); `EventParser` still does the validation, because
+    its checks are the batch validator's own and its errors name index, column, config key and reason.
+
+    Args:
+        schema: the dataset schema.
+    Returns:
+        (Event: every column required but labels; ScoreRequest: also without event id and outcome fields).
+    """
+    parser = EventParser(schema)
+    specs = {f.column: f for f in schema.fields.values()}
+    keys = schema.column_keys
+    outcome = {f.column for f in schema.fields.values() if f.outcome}
+
+    def build(name: str, optional: set[str]) -> type[BaseModel]:
+        fields: dict[str, Any] = {}
+        for i, (column, kind) in enumerate(parser._kinds.items()):
+            spec = specs.get(column)
+            nullable = kind == "label" or (spec is not None and spec.allow_null)
+            annotation = _JSON_TYPES[kind] | None if nullable or column in optional else _JSON_TYPES[kind]
+            extra = {"ge": spec.min, "le": spec.max} if spec is not None and spec.type == "numeric" else {}
+            required = column not in optional and kind != "label"
+            fields[f"f{i}"] = (annotation, Field(... if required else None, alias=column,
+                                                 description=f"{kind} ({keys.get(column, 'event_id')})",
+                                                 **{k: v for k, v in extra.items() if v is not None}))
+        config = ConfigDict(extra="ignore", populate_by_name=True, title=name)
+        return create_model(name, __config__=config, **fields)
+
+    event = build(f"{schema.name.title()}Event", set())
+    attempt = build(f"{schema.name.title()}ScoreRequest", outcome | {parser.event_id_column})
+    return event, attempt

@@ -151,12 +151,13 @@ def test_metrics_text(make_client, events):
     client.get("/no/such/route")
     text = client.get("/metrics").text
     lines = set(text.splitlines())
-    assert 'foundation_http_requests_total{method="POST",route="/v1/events",status="200"} 2.0' in lines
-    assert 'foundation_http_requests_total{method="POST",route="/v1/events",status="422"} 1.0' in lines
-    assert ('foundation_http_requests_total{method="GET",route="/v1/entities/{entity_type}/{entity_id}",'
+    # HTTP metrics (prometheus-fastapi-instrumentator): handler = route template, "none" when unmatched
+    assert 'foundation_http_requests_total{handler="/v1/events",method="POST",status="200"} 2.0' in lines
+    assert 'foundation_http_requests_total{handler="/v1/events",method="POST",status="422"} 1.0' in lines
+    assert ('foundation_http_requests_total{handler="/v1/entities/{entity_type}/{entity_id:path}",method="GET",'
             'status="200"} 1.0') in lines
-    assert 'foundation_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in lines
-    assert 'foundation_http_request_duration_seconds_count{method="POST",route="/v1/events"} 3.0' in lines
+    assert 'foundation_http_requests_total{handler="none",method="GET",status="404"} 1.0' in lines
+    assert 'foundation_http_request_duration_seconds_count{handler="/v1/events",method="POST"} 3.0' in lines
     assert 'foundation_events_total{result="applied"} 5.0' in lines
     assert 'foundation_events_total{result="duplicate"} 1.0' in lines
     assert "foundation_state_events_applied 5.0" in lines
