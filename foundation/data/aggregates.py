@@ -20,67 +20,24 @@ Labels are not aggregated: they belong to raw events.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundation.data.schema import parse_duration
+from foundation.data.aggregate_spec import (
+    CUSTOMER_COLUMN,
+    MAX_COUNT_VALUES,
+    AggregateSpec,
+    aligned_bounds,
+    bucket_ms,
+    build_aggregate_spec,
+    count_column_name,
+)
 
-MAX_COUNT_VALUES = 8
-CUSTOMER_COLUMN = "customer_id"
-
-
-def bucket_ms(value: int | str) -> int:
-    """Bucket width in milliseconds from an int (ms) or a duration string such as "1h", "15min", "1d"."""
-    if isinstance(value, str):
-        value = parse_duration(value, "entities.<type>.bucket")
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"entity bucket: expected a positive duration in ms, got {value!r}")
-    return int(value)
-
-
-def count_column_name(value: str) -> str:
-    """`agg_n_<value>` with the value lower-cased and every run of non [a-z0-9] characters replaced by '_'."""
-    slug = re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_")
-    if not slug:
-        raise ValueError(f"aggregate count_by value {value!r} gives an empty column name")
-    return f"agg_n_{slug}"
-
-
-@dataclass(frozen=True)
-class AggregateSpec:
-    """What one aggregate entity type computes.
-
-    Args:
-        bucket_ms: bucket width in milliseconds.
-        numeric_fields: numeric field names (canonical columns), schema order.
-        count_by: categorical field whose values are counted, or None.
-        count_values: the counted values, sorted.
-        distinct_customers: whether `agg_n_distinct_customers` is computed.
-    """
-
-    bucket_ms: int
-    numeric_fields: tuple[str, ...]
-    count_by: str | None
-    count_values: tuple[str, ...]
-    distinct_customers: bool
-
-    def columns(self) -> list[str]:
-        """Names of the aggregate fields, in output order."""
-        cols = ["agg_n_events"]
-        for f in self.numeric_fields:
-            cols += [f"agg_{f}_sum", f"agg_{f}_mean", f"agg_{f}_max"]
-        cols += [count_column_name(v) for v in self.count_values]
-        if self.distinct_customers:
-            cols.append("agg_n_distinct_customers")
-        if len(set(cols)) != len(cols):
-            dupes = sorted({c for c in cols if cols.count(c) > 1})
-            raise ValueError(f"aggregate columns collide: {dupes} (rename the count_by values or fields)")
-        return cols
+__all__ = ["AggregateSpec", "aggregate_shard", "aligned_bounds", "bucket_ms", "count_column_name",
+           "resolve_aggregate_spec", "top_values"]
 
 
 def top_values(column: pa.ChunkedArray | pa.Array, rows: np.ndarray | None, limit: int = MAX_COUNT_VALUES) -> list[str]:
@@ -110,48 +67,18 @@ def top_values(column: pa.ChunkedArray | pa.Array, rows: np.ndarray | None, limi
     return sorted(values.take(pa.array(keep)).to_pylist())
 
 
-def resolve_aggregate_spec(
-    entity_type: str,
-    bucket: int | str,
-    fields: Sequence[tuple[str, str]],
-    events: pa.Table,
-    key_rows: np.ndarray,
-    count_by: str | None = None,
-    count_values: Sequence[str] | None = None,
-) -> AggregateSpec:
-    """Fix the aggregate fields of one entity type.
+def resolve_aggregate_spec(entity_type: str, bucket: int | str, fields: Sequence[tuple[str, str]], events: pa.Table,
+                           key_rows: np.ndarray, count_by: str | None = None,
+                           count_values: Sequence[str] | None = None) -> AggregateSpec:
+    """`aggregate_spec.build_aggregate_spec` over a pyarrow table (the other arguments are its own).
 
     Args:
-        entity_type: e.g. "issuer".
-        bucket: bucket width (ms or duration string).
-        fields: (name, type) of every schema field, schema order.
         events: the canonical table (the whole input, so every period built from it gets the same columns).
-        key_rows: (N,) bool mask (or row indices) of the rows with a key for this entity type.
-        count_by: categorical field to count; None = `event_type` when that field is categorical.
-        count_values: values to count (pinned, e.g. from the schema); None = the 8 most frequent in `events`.
-    Returns:
-        The AggregateSpec.
+        key_rows: (N,) bool mask (or row indices) of the rows with a key for this entity type; unpinned
+            count values are the 8 most frequent among them.
     """
-    types = dict(fields)
-    if count_by is None and types.get("event_type") == "categorical":
-        count_by = "event_type"
-    if count_by is not None and types.get(count_by) != "categorical":
-        raise ValueError(f"entity {entity_type}: count_by field {count_by!r} is not a categorical field of the schema")
-    if count_by is None:
-        values: tuple[str, ...] = ()
-    elif count_values is not None:
-        values = tuple(sorted(str(v) for v in count_values))
-    else:
-        values = tuple(top_values(events.column(count_by), key_rows))
-    spec = AggregateSpec(
-        bucket_ms=bucket_ms(bucket),
-        numeric_fields=tuple(name for name, kind in fields if kind == "numeric"),
-        count_by=count_by,
-        count_values=values,
-        distinct_customers=CUSTOMER_COLUMN in events.column_names and entity_type != "customer",
-    )
-    spec.columns()  # fail early on colliding names
-    return spec
+    return build_aggregate_spec(entity_type, bucket, fields, CUSTOMER_COLUMN in events.column_names,
+                                lambda column: top_values(events.column(column), key_rows), count_by, count_values)
 
 
 def _float_list(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -232,11 +159,3 @@ def _distinct_per_group(column: pa.ChunkedArray, new_group: np.ndarray) -> np.nd
     first[1:] = pairs[1:] != pairs[:-1]
     n_groups = int(group[-1]) + 1 if len(group) else 0
     return np.bincount(pairs[first] // width, minlength=n_groups)
-
-
-def aligned_bounds(bucket: int, start_ms: int | None, end_ms: int | None) -> tuple[int | None, int | None]:
-    """Narrow [start_ms, end_ms) to whole buckets: a bucket cut by the period start would hold only part of
-    its events, and one that ends after `end_ms` is not closed (not yet known) at the cut-off."""
-    start = None if start_ms is None else -(-start_ms // bucket) * bucket
-    end = None if end_ms is None else (end_ms // bucket) * bucket
-    return start, end

@@ -1,9 +1,9 @@
-"""Reading raw events and converting them to the canonical event table (docs/architecture.md section 2).
+"""Reading raw events and converting them to the canonical event table.
 
-`read_events` reads the schema's columns from a parquet/CSV file, folder or glob. `to_canonical` renames and
-casts them; values that cannot be converted (a word in a numeric column, an unparsable date) raise a
-`DataValidationError`. `convert_events` is the non-raising form `foundation.data.validate` builds on: it
-returns the table with nulls in those places plus a boolean mask per problem.
+`read_events` reads the schema's columns from a parquet/CSV file, folder or glob. `convert_events` renames
+and casts them; values that cannot be converted (a word in a numeric column, an unparsable date) become
+nulls, reported as one boolean mask per problem, which `foundation.data.validate` turns into a clear error
+or a counted quarantine.
 
 Conversions are vectorised pyarrow kernels; the clean path of each column is a single cast, and the
 per-value fallback (regex + strptime) only runs when that cast fails.
@@ -68,7 +68,7 @@ def open_dataset(source: SourceSpec) -> ds.Dataset:
     """A pyarrow dataset over `source.path` (file, folder or glob; parquet or CSV).
 
     CSV columns are all read as strings so that every file of a folder gets the same types (type inference
-    per file disagrees) and ids keep their leading zeros; `to_canonical` casts them.
+    per file disagrees) and ids keep their leading zeros; `convert_events` casts them.
     """
     path = source.path
     if "://" in path:
@@ -127,29 +127,8 @@ def read_events(schema: DataSchema, columns: list[str] | None = None) -> pa.Tabl
     return pa.Table.from_batches(batches, schema=scanner.projected_schema)
 
 
-def to_canonical(raw: pa.Table, schema: DataSchema) -> pa.Table:
-    """Rename and cast a raw table to the canonical event table (docs/architecture.md section 2).
-
-    Args:
-        raw: raw events with the schema's raw column names (extra columns ignored).
-        schema: the dataset schema.
-    Returns:
-        the canonical table, one row per input row, in input order.
-    Raises:
-        DataValidationError: a missing column, or values that cannot be converted (names the column, the
-            problem, the count and an example row). Use `foundation.data.validate` to quarantine instead.
-    """
-    conversion = convert_events(raw, schema)
-    if conversion.issues:
-        from foundation.data.validate import Problem, format_problems  # validate imports this module
-
-        problems = [Problem.from_mask(i.reason, i.column, i.key, i.problem, i.mask, raw) for i in conversion.issues]
-        raise DataValidationError(format_problems(problems, schema, len(raw)), problems)
-    return conversion.table
-
-
 def convert_events(raw: pa.Table, schema: DataSchema) -> Conversion:
-    """`to_canonical` without raising on bad values: they become null and are reported as issues.
+    """Rename and cast raw events to the canonical event table; bad values become null and are reported.
 
     Args:
         raw: raw events (N rows).

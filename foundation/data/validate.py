@@ -13,11 +13,8 @@ are returned and logged. Missing columns are always raised: there is no row to q
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,47 +22,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from foundation.data.events import as_mask, convert_events
-from foundation.data.schema import DataSchema, DataValidationError, FieldSpec, SchemaError
+from foundation.data.problems import (
+    BLANK_RE,
+    Problem,
+    error_policy,
+    finish_quarantine,
+    format_problems,
+    input_column,
+    previous_files,
+    quarantine_folder,
+    row_checks,
+)
+from foundation.data.schema import DataSchema, DataValidationError, FieldSpec
 
 __all__ = ["DataValidationError", "Problem", "ValidationResult", "format_problems", "validate"]
-
-logger = logging.getLogger(__name__)
-SUMMARY_FILE = "_summary.json"  # leading underscore: dataset readers of the folder skip it
-
-
-@dataclass
-class Problem:
-    """One kind of bad row found in the data.
-
-    Attributes:
-        reason: quarantine reason (file name stem), e.g. "negative_value.amount".
-        column: the column as named in the input table.
-        key: the config key that names the column, e.g. "fields.amount.column".
-        problem: what is wrong, in words.
-        count: how many rows have it (rows already counted under an earlier problem excluded).
-        example_row: input row number of the first such row.
-        example: that row as a dict of its input columns.
-    """
-
-    reason: str
-    column: str
-    key: str
-    problem: str
-    count: int
-    example_row: int
-    example: dict[str, Any]
-
-    @classmethod
-    def from_mask(cls, reason: str, column: str, key: str, problem: str, mask: np.ndarray,
-                  source: pa.Table) -> Problem:
-        """Build from a (N,) bool mask over `source` (which must have at least one True)."""
-        rows = np.flatnonzero(mask)
-        first = int(rows[0])
-        return cls(reason, column, key, problem, len(rows), first, source.slice(first, 1).to_pylist()[0])
-
-    def describe(self) -> str:
-        return (f"column '{self.column}' ({self.key}): {self.problem} [{self.reason}]: {self.count} row(s), "
-                f"e.g. row {self.example_row}: {self.example}")
 
 
 @dataclass
@@ -89,16 +59,6 @@ class ValidationResult:
         return sum(self.quarantine_counts.values())
 
 
-def format_problems(problems: list[Problem], schema: DataSchema, n_rows: int) -> str:
-    """The message of a DataValidationError: one line per problem, then how to proceed."""
-    lines = [f"dataset '{schema.name}' (source '{schema.source.path}'): {len(problems)} problem(s) in "
-             f"{n_rows} rows:"]
-    lines += [f"  - {p.describe()}" for p in problems]
-    lines.append("Fix the data or the schema (conf/data/<name>.yaml), or set validation.on_error=quarantine "
-                 "to set these rows aside in <quarantine_dir>/<reason>.parquet.")
-    return "\n".join(lines)
-
-
 def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | None = None,
              on_error: str | None = None) -> ValidationResult:
     """Convert and check events; raise on bad rows or quarantine them, per the schema's policy.
@@ -113,9 +73,7 @@ def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | No
     Raises:
         DataValidationError: missing columns or inconvertible column types (always), bad rows (on_error=raise).
     """
-    on_error = on_error or schema.validation.on_error
-    if on_error not in ("raise", "quarantine"):
-        raise SchemaError(f"validation.on_error: {on_error!r} is not one of raise, quarantine")
+    on_error = error_policy(on_error, schema)
     n = data.num_rows
     target = schema.canonical_schema()
     if data.schema.remove_metadata().equals(target):
@@ -137,12 +95,12 @@ def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | No
             bad[mask] = True
 
     conversion_issues = {issue.reason: issue for issue in issues}
-    for reason, name, key, problem in _row_checks(schema):
+    for reason, name, key, problem in row_checks(schema):
         if reason in conversion_issues:
             issue = conversion_issues.pop(reason)
             record(issue.reason, issue.column, issue.key, issue.problem, issue.mask)
         elif problem is not None:
-            column = _input_column(schema, name, raw is not None)
+            column = input_column(schema, name, raw is not None)
             record(reason, column, key, problem, _check(reason, table[name], source[column], schema.fields.get(name)))
     for issue in conversion_issues.values():  # none expected: every conversion reason has its place above
         record(issue.reason, issue.column, issue.key, issue.problem, issue.mask)
@@ -157,60 +115,10 @@ def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | No
         raise DataValidationError(format_problems(problems, schema, n), problems)
     paths: dict[str, Path] = {}
     if problems:
-        qdir = quarantine_dir or schema.validation.quarantine_dir
-        if not qdir:
-            raise SchemaError("validation.quarantine_dir: required when on_error is 'quarantine'")
-        paths = _write_quarantine(source, found, Path(qdir), schema, n)
+        paths = _write_quarantine(source, found, quarantine_folder(quarantine_dir, schema), schema, n)
         table = table.filter(pa.array(~bad))
-        summary = ", ".join(f"{p.reason}={p.count}" for p in problems)
-        logger.warning("dataset '%s': quarantined %d of %d rows (%s) -> %s", schema.name, int(bad.sum()), n,
-                       summary, qdir)
     return ValidationResult(table=table, quarantine_counts={p.reason: p.count for p in problems},
                             quarantine_paths=paths, n_input_rows=n)
-
-
-def _row_checks(schema: DataSchema) -> list[tuple[str, str, str, str | None]]:
-    """(reason, canonical column, config key, problem) in priority order: time, ids, keys, then field by field.
-    Entries with problem None are the places of conversion issues (found by `convert_events`)."""
-    checks: list[tuple[str, str, str, str | None]] = [
-        ("unparsable_timestamp", "event_time", "timestamp.column", None),
-        ("null_timestamp", "event_time", "timestamp.column", "event time is null")]
-    if schema.event_id is not None:
-        checks.append(("null_event_id", "event_id", "event_id", "event id is null or empty"))
-    for ent in schema.entities.values():
-        checks.append((f"null_entity_key.{ent.type}", ent.id_column, f"entities.{ent.type}.column",
-                       f"{ent.type} key is null or empty"))
-    for spec in schema.fields.values():
-        key = f"fields.{spec.name}.column"
-        converted = {"numeric": "wrong_type", "timestamp": "unparsable_timestamp"}.get(spec.type)
-        if converted:
-            checks.append((f"{converted}.{spec.name}", spec.name, key, None))
-        if spec.type == "numeric" and not spec.allow_nan:
-            checks.append((f"nan_value.{spec.name}", spec.name, key, "value is NaN or infinite (allow_nan: false)"))
-        if not spec.allow_null:
-            checks.append((f"null_value.{spec.name}", spec.name, key, "value is null (allow_null: false)"))
-        if spec.min is not None:
-            reason = "negative_value" if spec.min == 0 else "below_min"
-            what = "value is negative (min: 0)" if spec.min == 0 else f"value is below min {spec.min:g}"
-            checks.append((f"{reason}.{spec.name}", spec.name, key, what))
-        if spec.max is not None:
-            checks.append((f"above_max.{spec.name}", spec.name, key, f"value is above max {spec.max:g}"))
-    checks += [(f"wrong_type.{name}", name, f"labels.{name}.column", None) for name in schema.labels]
-    return checks
-
-
-def _input_column(schema: DataSchema, name: str, raw: bool) -> str:
-    """The column as the user's table names it (raw name for raw input, canonical name otherwise)."""
-    if not raw:
-        return name
-    if name == "event_time":
-        return schema.timestamp.column
-    if name == "event_id":
-        return schema.event_id or name
-    for ent in schema.entities.values():
-        if ent.id_column == name:
-            return ent.column
-    return schema.fields[name].column
 
 
 def _check(reason: str, values: pa.ChunkedArray, source_values: pa.ChunkedArray,
@@ -221,9 +129,9 @@ def _check(reason: str, values: pa.ChunkedArray, source_values: pa.ChunkedArray,
         return as_mask(pc.is_null(values)) if values.null_count else None
     if kind in ("null_event_id", "null_entity_key"):
         mask = as_mask(pc.is_null(values)) if values.null_count else None
-        # Only string input can hold an empty key; ints cast to string never do, so skip the scan for them.
+        # Only string input can hold an empty or blank key; ints cast to string never do: skip the scan.
         if pa.types.is_string(source_values.type) or pa.types.is_large_string(source_values.type):
-            empty = as_mask(pc.equal(pc.utf8_length(values), 0))
+            empty = as_mask(pc.match_substring_regex(values, BLANK_RE))
             if empty.any():
                 mask = empty if mask is None else mask | empty
         return mask
@@ -279,27 +187,11 @@ def _duplicate_mask(ids: pa.ChunkedArray, raw_ids: pa.ChunkedArray | None, eligi
 
 def _write_quarantine(source: pa.Table, found: list[tuple[Problem, np.ndarray]], qdir: Path, schema: DataSchema,
                       n: int) -> dict[str, Path]:
-    """Write each reason's rows to `<qdir>/<reason>.parquet` and a `_summary.json` of this run.
-
-    Files listed in a previous run's summary that this run does not rewrite are removed, so the folder never
-    mixes runs; nothing else in the folder is touched.
-    """
-    qdir.mkdir(parents=True, exist_ok=True)
-    summary_path = qdir / SUMMARY_FILE
-    previous = json.loads(summary_path.read_text()).get("files", {}) if summary_path.exists() else {}
-    paths: dict[str, Path] = {}
+    """Write each reason's rows (raw columns plus `_source_row`) to `<qdir>/<reason>.parquet`, then the
+    summary of this run (`problems.finish_quarantine`)."""
+    previous = previous_files(qdir)
     for problem, mask in found:
         rows = np.flatnonzero(mask)
         part = source.take(pa.array(rows)).append_column("_source_row", pa.array(rows, pa.int64()))
-        paths[problem.reason] = qdir / f"{problem.reason}.parquet"
-        pq.write_table(part, paths[problem.reason])
-    for reason, name in previous.items():
-        stale = qdir / Path(name).name
-        if reason not in paths and stale.exists():
-            stale.unlink()
-    summary = {"dataset": schema.name, "source": schema.source.path, "input_rows": n,
-               "quarantined_rows": int(sum(p.count for p, _ in found)),
-               "counts": {p.reason: p.count for p, _ in found},
-               "files": {reason: path.name for reason, path in paths.items()}}
-    summary_path.write_text(json.dumps(summary, indent=2))
-    return paths
+        pq.write_table(part, qdir / f"{problem.reason}.parquet")
+    return finish_quarantine(qdir, previous, [p for p, _ in found], schema, n)

@@ -166,12 +166,27 @@ def test_period_and_until_keep_only_events_inside_the_window(tmp_path):
 
 
 def test_empty_entity_type_still_writes_one_shard_with_the_schema(tmp_path):
-    events = canonical_table(days=1)  # nothing falls in the "train" period
+    events = canonical_table()
+    no_issuer = pa.nulls(events.num_rows, pa.string())  # no event in the window has an issuer key
+    events = events.set_column(events.column_names.index("issuer_id"), "issuer_id", no_issuer)
     manifest = build_sequences(events, tiny_schema(), tmp_path, period="train")
-    for etype, stats in manifest.entity_types.items():
-        assert (stats.entities, stats.events, len(stats.shards)) == (0, 0, 1)
-        shard = pq.read_table(tmp_path / stats.shards[0])
-        assert shard.num_rows == 0 and shard.schema.names == stats.columns, etype
+    stats = manifest.entity_types["issuer"]
+    assert (stats.entities, stats.events, len(stats.shards)) == (0, 0, 1)
+    assert stats.skipped_null_key > 0 and manifest.entity_types["customer"].entities > 0
+    shard = pq.read_table(tmp_path / stats.shards[0])
+    assert shard.num_rows == 0 and shard.schema.names == stats.columns
+
+
+def test_an_empty_window_stops_with_one_line_naming_the_period(tmp_path):
+    events = canonical_table(days=1)  # nothing falls in the "train" period
+    with pytest.raises(ValueError, match=r"^schema 'tiny': no events in period 'train' \[2024-01-02T00:00:00, "
+                                         r"2024-01-04T00:00:00\); the 300 events span 2024-01-01") as err:
+        build_sequences(events, tiny_schema(), tmp_path / "train", period="train")
+    assert "\n" not in str(err.value) and not (tmp_path / "train").exists()
+    with pytest.raises(ValueError, match=r"the event table is empty \(0 rows"):
+        build_sequences(events.slice(0, 0), tiny_schema(), tmp_path / "all")
+    with pytest.raises(ValueError, match=r"no events in the window \[-inf, 2024-01-01T00:00:00\)"):
+        build_sequences(events, tiny_schema(), tmp_path / "hist", until="2024-01-01")
 
 
 def test_rerun_is_byte_identical(tmp_path):

@@ -1,4 +1,4 @@
-"""to_canonical and validate: canonical types, a clear error per problem, counted quarantine."""
+"""convert_events and validate: canonical types, a clear error per problem, counted quarantine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from foundation.data.events import to_canonical
+from foundation.data.events import convert_events
 from foundation.data.schema import DataSchema, DataValidationError
 from foundation.data.validate import validate
 from tests.data.raw_events import small_schema_dict, synthetic_raw
@@ -62,6 +62,7 @@ PROBLEMS = [
     ("amount", {7: "12,50"}, pa.string(), "wrong_type.amount", "value is not a number"),
     ("card_id", {7: None}, None, "null_entity_key.customer", "customer key is null or empty"),
     ("card_id", {7: ""}, pa.string(), "null_entity_key.customer", "customer key is null or empty"),
+    ("card_id", {7: " \t "}, pa.string(), "null_entity_key.customer", "customer key is null or empty (or blank)"),
     ("issuer_id", {7: None}, None, "null_entity_key.issuer", "issuer key is null or empty"),
     ("event_id", {7: 1003}, None, "duplicate_event_id", "first occurrence is kept"),
     ("event_id", {7: None}, None, "null_event_id", "event id is null"),
@@ -168,21 +169,21 @@ def test_a_column_of_the_wrong_kind_is_raised():
     schema = DataSchema.from_config(small_schema_dict())
     raw = _replace(synthetic_raw(5), "amount", [[1.0]] * 5, pa.list_(pa.float64()))
     with pytest.raises(DataValidationError, match=r"column 'amount' \(fields.amount.column\): has type list"):
-        to_canonical(raw, schema)
+        validate(raw, schema)
 
 
 def test_integer_timestamps_need_a_unit():
     schema = DataSchema.from_config(small_schema_dict())
     raw = _replace(synthetic_raw(5), "ts", [1_700_000_000] * 5, pa.int64())
     with pytest.raises(DataValidationError, match=r"column 'ts' \(timestamp.column\): holds int64 .*unit"):
-        to_canonical(raw, schema)
+        validate(raw, schema)
 
 
-def test_to_canonical_raises_on_bad_values(schema):
+def test_bad_values_are_raised_with_an_example_row(schema):
     days = [f"2024-02-{day:02d}" for day in range(25, 35)]  # 2024-02-30 and later do not exist
     raw = _replace(synthetic_raw(10), "ts", days, pa.string())
     with pytest.raises(DataValidationError, match=r"column 'ts'.*ISO-8601.*5 row.*row 5: .*'2024-02-30'"):
-        to_canonical(raw, schema)
+        validate(raw, schema)
 
 
 TIMESTAMPS = [
@@ -218,7 +219,7 @@ def test_timestamp_conversions(tmp_path, values, dtype, unit, fmt, expected):
     expected = expected if isinstance(expected, list) else [expected]
     if None in expected:  # unparsable values: an error, or quarantined with the others converted
         with pytest.raises(DataValidationError, match=f"{expected.count(None)} row"):
-            to_canonical(raw, schema)
+            validate(raw, schema)
         result = validate(raw, schema, quarantine_dir=tmp_path, on_error="quarantine")
         assert result.quarantine_counts == {"unparsable_timestamp": expected.count(None)}
         expected = [value for value in expected if value is not None]
@@ -245,7 +246,7 @@ def test_canonical_types_from_assorted_raw_types():
         "flag": pa.array([True, False, None]),
         "y": pa.array([1, 0, None], pa.int64()),
     })
-    table = to_canonical(raw, schema)
+    table = convert_events(raw, schema).table
     assert table.schema.equals(schema.canonical_schema())
     assert table["customer_id"].to_pylist() == ["1", "20", None]
     assert table["merchant_id"].to_pylist() == ["x", "y", "x"]
@@ -260,7 +261,7 @@ def test_labels_nan_means_unknown_and_missing_event_id_uses_row_numbers():
                                      "entities": {"customer": "card"}, "labels": {"y": "y"}})
     raw = pa.table({"ts": pa.array([0, 1, 2], pa.timestamp("ms")), "card": ["a", "b", "c"],
                     "y": pa.array([1.0, np.nan, 0.0])})
-    table = to_canonical(raw, schema)
+    table = convert_events(raw, schema).table
     assert table["y"].to_pylist() == [1.0, None, 0.0]
     assert table["event_id"].to_pylist() == ["0", "1", "2"]
 
@@ -300,7 +301,7 @@ def test_large_table_takes_the_parallel_and_gather_paths():
                     "card": pa.array(cards, pa.int32(), mask=nulls), "id": pa.array(np.arange(n) * 3)})
     schema = DataSchema.from_config({"name": "big", "source": "x.parquet", "timestamp": "ts", "event_id": "id",
                                      "entities": {"customer": "card"}})
-    table = to_canonical(raw, schema)
+    table = convert_events(raw, schema).table
     assert table["customer_id"].to_pylist() == [None if m else str(c) for c, m in zip(cards, nulls)]
     assert table["event_id"][n - 1].as_py() == str(3 * (n - 1))
     assert table["event_time"][n - 1].as_py() == datetime(1970, 1, 1) + timedelta(seconds=n - 1)

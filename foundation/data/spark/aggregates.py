@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from foundation.data.aggregates import (
+from foundation.data.aggregate_spec import (
     CUSTOMER_COLUMN,
     MAX_COUNT_VALUES,
     AggregateSpec,
-    bucket_ms,
+    build_aggregate_spec,
     count_column_name,
 )
 
@@ -26,39 +26,16 @@ from foundation.data.aggregates import (
 def resolve_aggregate_spec(entity_type: str, bucket: int | str, fields: Sequence[tuple[str, str]], frame: DataFrame,
                            key: str, count_by: str | None = None, count_values: Sequence[str] | None = None
                            ) -> AggregateSpec:
-    """Fix the aggregate fields of one entity type, as `foundation.data.aggregates.resolve_aggregate_spec`.
+    """`aggregate_spec.build_aggregate_spec` over a Spark frame, as `foundation.data.aggregates` does over a
+    table (the other arguments are its own).
 
     Args:
-        entity_type: e.g. "issuer".
-        bucket: bucket width (ms or duration string).
-        fields: (name, type) of every schema field, schema order.
         frame: the canonical events (the whole input, so every period built from it gets the same columns).
-        key: the entity's key column; counted values come from rows that have one.
-        count_by: categorical field to count; None = `event_type` when that field is categorical.
-        count_values: values to count (pinned); None = the 8 most frequent (ties by value) in `frame`.
-    Returns:
-        The AggregateSpec.
+        key: the entity's key column; unpinned count values are the 8 most frequent (ties by value) among
+            rows that have one.
     """
-    types = dict(fields)
-    if count_by is None and types.get("event_type") == "categorical":
-        count_by = "event_type"
-    if count_by is not None and types.get(count_by) != "categorical":
-        raise ValueError(f"entity {entity_type}: count_by field {count_by!r} is not a categorical field of the schema")
-    if count_by is None:
-        values: tuple[str, ...] = ()
-    elif count_values is not None:
-        values = tuple(sorted(str(v) for v in count_values))
-    else:
-        values = tuple(top_values(frame, count_by, key))
-    spec = AggregateSpec(
-        bucket_ms=bucket_ms(bucket),
-        numeric_fields=tuple(name for name, kind in fields if kind == "numeric"),
-        count_by=count_by,
-        count_values=values,
-        distinct_customers=CUSTOMER_COLUMN in frame.columns and entity_type != "customer",
-    )
-    spec.columns()  # fail early on colliding names
-    return spec
+    return build_aggregate_spec(entity_type, bucket, fields, CUSTOMER_COLUMN in frame.columns,
+                                lambda column: top_values(frame, column, key), count_by, count_values)
 
 
 def top_values(frame: DataFrame, column: str, key: str, limit: int = MAX_COUNT_VALUES) -> list[str]:

@@ -1,7 +1,7 @@
 """Validation on Spark: the same checks, reasons, counts and quarantine files as `foundation.data.validate`.
 
 Every row gets at most one reason, the first problem it has in the pyarrow backend's priority order (the
-order comes from `foundation.data.validate._row_checks`, so both backends share one list): conversion
+order comes from `foundation.data.problems.row_checks`, so both backends share one list): conversion
 failures, null times, null or empty ids and keys, NaN/inf, nulls where forbidden, values outside
 [min, max], then repeated event ids (the first occurrence, by input row, among rows without another problem
 is kept). The checks are one CASE expression; repeated ids are found by shuffling (id, row) pairs only.
@@ -13,8 +13,6 @@ Quarantined rows go to `<quarantine_dir>/<reason>.parquet` (raw columns with the
 
 from __future__ import annotations
 
-import json
-import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +22,13 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from foundation.data.schema import DataSchema, DataValidationError, SchemaError
+from foundation.data import problems as shared
+from foundation.data.problems import Problem
+from foundation.data.schema import DataSchema, DataValidationError
 from foundation.data.spark.conversion import Converted, convert_columns, to_timestamp_ms
 from foundation.data.spark.source import ROW, col
 from foundation.data.spark.writer import publish, staging_dir, write_keyed_files
-from foundation.data.validate import SUMMARY_FILE, Problem, _input_column, _row_checks, format_problems
 
-logger = logging.getLogger(__name__)
 REASON = "__reason"
 _ROW = "__source_row"  # the input row number inside the cached frame (never clashes with a field name)
 _BROADCAST_ROWS = 2_000_000  # repeated ids or quarantined rows joined back by broadcast up to this many
@@ -43,7 +41,7 @@ class SparkValidationResult:
     """Output of `validate` on Spark.
 
     Attributes:
-        frame: the clean rows as a canonical DataFrame (architecture.md section 2 column names and order;
+        frame: the clean rows as a canonical DataFrame (the canonical event table's column names and order;
             event_time and timestamp fields as Spark timestamps, UTC), read from a cache; call `unpersist()`
             when done.
         quarantine_counts: reason -> rows quarantined, in priority order (empty when all rows are clean).
@@ -88,9 +86,7 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
         DataValidationError: missing columns or inconvertible column types (always), bad rows (on_error=raise).
         ValueError: `raw` has no `_source_row` column.
     """
-    on_error = on_error or schema.validation.on_error
-    if on_error not in ("raise", "quarantine"):
-        raise SchemaError(f"validation.on_error: {on_error!r} is not one of raise, quarantine")
+    on_error = shared.error_policy(on_error, schema)
     if ROW not in raw.columns:
         raise ValueError(f"raw events: no '{ROW}' column (the input row number); read them with "
                          f"foundation.data.spark.source.read_events")
@@ -124,16 +120,11 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
         problems = [Problem(r, *described[r][:2], described[r][2], stats[r][0], stats[r][1], examples[stats[r][1]])
                     for r in found]
         if problems and on_error == "raise":
-            raise DataValidationError(format_problems(problems, schema, n), problems)
+            raise DataValidationError(shared.format_problems(problems, schema, n), problems)
         paths: dict[str, Path] = {}
         if problems:
-            qdir = quarantine_dir or schema.validation.quarantine_dir
-            if not qdir:
-                raise SchemaError("validation.quarantine_dir: required when on_error is 'quarantine'")
-            paths = _write_quarantine(raw, tagged, raw_columns, problems, Path(qdir), schema, n, raw_arrow)
-            summary = ", ".join(f"{p.reason}={p.count}" for p in problems)
-            logger.warning("dataset '%s': quarantined %d of %d rows (%s) -> %s", schema.name,
-                           sum(p.count for p in problems), n, summary, qdir)
+            qdir = shared.quarantine_folder(quarantine_dir, schema)
+            paths = _write_quarantine(raw, tagged, raw_columns, problems, qdir, schema, n, raw_arrow)
     except BaseException:
         tagged.unpersist()
         raise
@@ -171,13 +162,13 @@ def _reasons(schema: DataSchema, converted: list[Converted], values: dict[str, s
     by_reason = {c.reason: c for c in converted if c.failed is not None}
     by_name = {c.name: c for c in converted}
     out = []
-    for reason, name, key, problem in _row_checks(schema):
+    for reason, name, key, problem in shared.row_checks(schema):
         if reason in by_reason:
             issue = by_reason.pop(reason)
             out.append((reason, F.col(flags[reason]), (issue.column, issue.key, issue.problem)))
         elif problem is not None:
             out.append((reason, _check(reason, F.col(values[name]), by_name[name], schema),
-                        (_input_column(schema, name, True), key, problem)))
+                        (shared.input_column(schema, name, True), key, problem)))
     for reason, issue in by_reason.items():  # none expected: every conversion reason has its place above
         out.append((reason, F.col(flags[reason]), (issue.column, issue.key, issue.problem)))
     return out
@@ -189,8 +180,8 @@ def _check(reason: str, v: Column, converted: Converted, schema: DataSchema) -> 
     if kind in ("null_timestamp", "null_value"):
         return v.isNull()
     if kind in ("null_event_id", "null_entity_key"):
-        # Only string input can hold an empty key (ids of other types never print as "").
-        return v.isNull() | (F.length(v) == 0) if converted.string_source else v.isNull()
+        # Only string input can hold an empty or blank key (ids of other types never print as "").
+        return v.isNull() | v.rlike(shared.BLANK_RE) if converted.string_source else v.isNull()
     spec = schema.fields[name]
     if kind == "nan_value":
         return F.isnan(v) | (F.abs(v) == float("inf"))
@@ -211,11 +202,9 @@ def _examples(raw: DataFrame, raw_columns: list[str], rows: list[int]) -> dict[i
 
 def _write_quarantine(raw: DataFrame, tagged: DataFrame, raw_columns: list[str], problems: list[Problem],
                       qdir: Path, schema: DataSchema, n: int, raw_arrow: pa.Schema | None) -> dict[str, Path]:
-    """Each reason's rows -> `<qdir>/<reason>.parquet`, plus `_summary.json`; stale files of a previous run
-    (listed in its summary, not rewritten now) are removed, nothing else in the folder is touched."""
-    qdir.mkdir(parents=True, exist_ok=True)
-    summary_path = qdir / SUMMARY_FILE
-    previous = json.loads(summary_path.read_text()).get("files", {}) if summary_path.exists() else {}
+    """Each reason's rows -> `<qdir>/<reason>.parquet`, then the summary of this run
+    (`problems.finish_quarantine`)."""
+    previous = shared.previous_files(qdir)
     n_bad = sum(p.count for p in problems)
     reasons = tagged.filter(F.col(REASON).isNotNull()).select(F.col(_ROW).alias(ROW), REASON)
     reasons = F.broadcast(reasons) if n_bad <= _BROADCAST_ROWS else reasons
@@ -233,14 +222,4 @@ def _write_quarantine(raw: DataFrame, tagged: DataFrame, raw_columns: list[str],
         publish(staging, qdir, [w.file for w in written])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    paths = {p.reason: qdir / f"{p.reason}.parquet" for p in problems}
-    for reason, name in previous.items():
-        stale = qdir / Path(name).name
-        if reason not in paths and stale.exists():
-            stale.unlink()
-    summary = {"dataset": schema.name, "source": schema.source.path, "input_rows": n,
-               "quarantined_rows": int(sum(p.count for p in problems)),
-               "counts": {p.reason: p.count for p in problems},
-               "files": {reason: path.name for reason, path in paths.items()}}
-    summary_path.write_text(json.dumps(summary, indent=2))
-    return paths
+    return shared.finish_quarantine(qdir, previous, problems, schema, n)
