@@ -29,9 +29,6 @@ import pyarrow.compute as pc
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from foundation.embeddings.checkpoint import PretrainedRun
-from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates
-from foundation.embeddings.surprise import EventSurprise
 from foundation.evaluation.report import ModelResult, TraitEmbeddings, log_report_to_wandb, write_report
 from foundation.evaluation.splits import (
     TaskSpec,
@@ -40,17 +37,21 @@ from foundation.evaluation.splits import (
     select_examples,
     subsample_labels,
 )
-from foundation.heads.features import (
-    ExampleStates,
-    FeatureLayout,
-    example_keys,
-    example_states,
-    raw_field_features,
-)
 from foundation.heads.full import FullHead, window_set
 from foundation.heads.gbdt import GBDTHead
 from foundation.heads.mlp import MLPHead
 from foundation.heads.probe import ProbeHead
+from foundation.pointintime import (
+    EventSurprise,
+    ExampleStates,
+    FeatureLayout,
+    PointInTimeEncoder,
+    PointInTimeStates,
+    PretrainedRun,
+    example_keys,
+    example_states,
+    raw_field_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class FinetuneRun:
 
     def velocity_features(self, task: TaskSpec) -> Any:
         """The task's hand-crafted velocity features of every event (computed once per task)."""
-        from foundation.evaluation.velocity import VelocityConfig, velocity_features
+        from foundation.pointintime import VelocityConfig, velocity_features
 
         if task.name not in self._velocity:
             self._velocity[task.name] = velocity_features(self.events, self.schema,

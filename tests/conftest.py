@@ -1,4 +1,4 @@
-"""One tiny world and untrained tiny checkpoint per session (tests/embeddings/world.py)."""
+"""Shared fixtures: one tiny world and untrained tiny checkpoint per session (tests/embeddings/world.py)."""
 
 from __future__ import annotations
 

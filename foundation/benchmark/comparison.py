@@ -29,13 +29,12 @@ import torch
 
 from foundation.benchmark.report import error_entry
 from foundation.benchmark.training import bench_training, matmul_peak_flops
-from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
 from foundation.evaluation.metrics import evaluate_scores
 from foundation.evaluation.splits import TaskSpec, select_examples
 from foundation.finetuning import bound_examples, chosen_customers
-from foundation.heads.features import raw_field_features
 from foundation.heads.gbdt import GBDTHead
 from foundation.model import build_config
+from foundation.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore, raw_field_features
 from foundation.preparation import encode_period, load_events
 
 log = logging.getLogger(__name__)

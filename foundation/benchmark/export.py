@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from foundation.benchmark.report import error_entry
-from foundation.embeddings.checkpoint import PretrainedRun
 from foundation.embeddings.export import export_embeddings
-from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore, Shard
+from foundation.pointintime import PointInTimeEncoder, PointInTimeStates, PretrainedRun, SequenceStore, Shard
 
 
 class FirstShards(SequenceStore):

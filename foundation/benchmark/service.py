@@ -141,7 +141,7 @@ def bench_serving(checkpoint: Path, finetune_run: Path, root: Path, scfg: Mappin
     Returns:
         {"history": ..., "history_ingest": ..., "score": [per clients], "ingest": [per batch size], ...}.
     """
-    from foundation.embeddings.checkpoint import PretrainedRun
+    from foundation.pointintime import PretrainedRun
 
     run = PretrainedRun.load(checkpoint)
     schema = DataSchema.from_config(run.data_config().data)

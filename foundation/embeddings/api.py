@@ -24,9 +24,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from foundation.data.schema import DataSchema
-from foundation.embeddings.checkpoint import PretrainedRun
 from foundation.embeddings.export import MODES, ExportSummary, export_embeddings, read_embeddings
-from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
+from foundation.pointintime import (
+    PointInTimeEncoder,
+    PointInTimeStates,
+    PretrainedRun,
+    SequenceStore,
+    aggregate_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +100,6 @@ class Embedder:
         table = self._raw_table(events)
         from foundation.data.sequences import build_sequences
         from foundation.data.validate import validate
-        from foundation.serving.scorer import aggregate_specs
 
         canonical = validate(table, self.schema, on_error="raise").table
         pinned = {t: spec.count_values for t, spec in aggregate_specs(self.schema, self.run.tokenizer).items()

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from foundation.embeddings.pointintime import PointInTimeStates
+from foundation.pointintime import PointInTimeStates
 
 MODES = ("last", "per_event")
 

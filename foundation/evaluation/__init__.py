@@ -1,5 +1,5 @@
-"""Evaluation: task examples under the out-of-time protocol, metrics with bootstrap intervals, the velocity
-GBDT baseline, and the report (metrics.json, report.md, plots). See docs/guide/evaluation.md."""
+"""Evaluation: task examples under the out-of-time protocol, metrics with bootstrap intervals,
+and the report (metrics.json, report.md, plots). See docs/guide/evaluation.md."""
 
 from foundation.evaluation.metrics import (
     bootstrap_metrics,
@@ -19,7 +19,6 @@ from foundation.evaluation.splits import (
     select_examples,
     subsample_labels,
 )
-from foundation.evaluation.velocity import VelocityConfig, VelocityFeatures, velocity_features
 
 __all__ = [
     "ExampleFilter",
@@ -27,8 +26,6 @@ __all__ = [
     "ModelResult",
     "TaskSpec",
     "TraitEmbeddings",
-    "VelocityConfig",
-    "VelocityFeatures",
     "bootstrap_metrics",
     "check_no_leakage",
     "evaluate_scores",
@@ -40,6 +37,5 @@ __all__ = [
     "roc_curve",
     "select_examples",
     "subsample_labels",
-    "velocity_features",
     "write_report",
 ]

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from foundation.evaluation.report import VELOCITY_BASELINE, ModelResult
 from foundation.evaluation.splits import TaskSpec, check_no_leakage, select_examples, subsample_labels
-from foundation.evaluation.velocity import VelocityConfig, VelocityFeatures, velocity_features
 from foundation.heads.gbdt import GBDTHead
+from foundation.pointintime import VelocityConfig, VelocityFeatures, velocity_features
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from foundation.data.collate import ArrowRows, assemble, batch_columns
-from foundation.embeddings.pointintime import PointInTimeStates
-from foundation.embeddings.windows import window_start
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.features import EVENT_ENTITY, ExampleStates, FeatureLayout
 from foundation.heads.gbdt import _json_default, best_f1_threshold
 from foundation.heads.mlp import mlp_body
-from foundation.serving.features import event_vectors
+from foundation.pointintime import (
+    EVENT_ENTITY,
+    ExampleStates,
+    FeatureLayout,
+    PointInTimeStates,
+    event_vectors,
+    window_start,
+)
 
 log = logging.getLogger(__name__)
 

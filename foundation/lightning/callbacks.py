@@ -8,7 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from foundation.embeddings.surprise import save_next_event_heads
+from foundation.pointintime import save_next_event_heads
 
 
 class ThroughputMonitor(pl.Callback):

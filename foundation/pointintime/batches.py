@@ -1,12 +1,13 @@
-"""Section 8 of docs/architecture.md as functions: windows, point-in-time entity states, event vectors and
-task features. The online scorer calls them on one entity's live history; the batch path (embeddings,
-heads) calls the same functions on whole sequences, so online == batch by construction.
+"""Point-in-time model inputs built from rows: a live history -> sequence tables -> model batches.
 
-- `window_start(i, max_len)`: the one window rule (blocks of stride S = max_len // 2).
-- `event_rows` / `bucket_rows`: a live history (canonical rows) -> a one-row sequence table (section 3).
-- `window_batch` / `event_batch`: encoded sequence + a window (or one event) -> the section-5 batch.
-- `event_vectors`: the model's own event embedding with the `outcome` fields removed (padding ids).
-- `task_features`: [h_entity_1(t), ..., h_entity_k(t), event_vector(e), has_history_1, ..., has_history_k].
+The online scorer calls these on one entity's live history; the batch path reads the same layouts from the
+sequence shards, so online == batch by construction.
+
+- `event_rows` / `bucket_rows`: a live history (canonical rows) -> a one-row sequence table (the layout of
+  `foundation.data.sequences`; hourly buckets for aggregate entities).
+- `canonical_rows`: canonical rows -> a canonical event table (raw-field features of an attempt).
+- `window_batch` / `event_batch`: encoded sequence + a window (or one event) -> the model batch
+  (`foundation.data.collate.assemble`'s keys and shapes).
 """
 
 from __future__ import annotations
@@ -22,30 +23,13 @@ from foundation.data.aggregates import AggregateSpec, aggregate_shard
 from foundation.data.collate import ArrowRows, assemble, batch_columns
 
 
-def window_start(i: int | np.ndarray, max_len: int) -> int | np.ndarray:
-    """First event of the window of event i: max(0, (i // S) * S - (max_len - S)), S = max_len // 2.
-
-    Every event of the block [kS, (k+1)S) shares one start, so one causal pass over
-    [kS - (max_len - S), (k+1)S) gives the exact state of every event in the block, and the window never
-    exceeds max_len events.
-
-    Args:
-        i: event index (or (N,) array of indices) in the entity's full time-ordered sequence.
-        max_len: the model's max_position.
-    """
-    stride = max(max_len // 2, 1)
-    start = (np.asarray(i) // stride) * stride - (max_len - stride)
-    out = np.maximum(start, 0)
-    return int(out) if np.ndim(out) == 0 else out
-
-
 def _list_column(values: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
 
 
 def event_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, Any]], canonical: pa.Schema,
                fields: Sequence[str]) -> pa.Table:
-    """A one-row sequence table (section 3) from canonical rows of one entity.
+    """A one-row sequence table (the per-entity sequence layout) from canonical rows of one entity.
 
     Args:
         entity_type, entity_id: the entity.
@@ -71,7 +55,7 @@ def event_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, A
 
 
 def canonical_rows(events: Sequence[Mapping[str, Any]], canonical: pa.Schema) -> pa.Table:
-    """Canonical rows (timestamps as epoch ms) -> a canonical event table (section 2), e.g. for the raw-field
+    """Canonical rows (timestamps as epoch ms) -> a canonical event table, e.g. for the raw-field
     features of GBDT heads."""
     columns = {}
     for f in canonical:
@@ -83,7 +67,7 @@ def canonical_rows(events: Sequence[Mapping[str, Any]], canonical: pa.Schema) ->
 
 def bucket_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, Any]],
                 spec: AggregateSpec) -> pa.Table:
-    """A one-row aggregate sequence table (section 3): the entity's raw events -> one element per non-empty
+    """A one-row aggregate sequence table (hourly buckets): the entity's raw events -> one element per non-empty
     bucket, stamped with the bucket end, computed by the batch path's own `aggregate_shard`.
 
     Args:
@@ -110,7 +94,7 @@ def bucket_rows(entity_type: str, entity_id: str, events: Sequence[Mapping[str, 
 
 def window_batch(encoded: pa.Table, field_specs: Sequence[Mapping[str, Any]], start: int,
                  count: int) -> dict[str, torch.Tensor]:
-    """The section-5 batch of events [start, start + count) of a one-row encoded table.
+    """The model batch of events [start, start + count) of a one-row encoded table.
 
     Args:
         encoded: EventTokenizer.encode output, 1 row.
@@ -125,7 +109,7 @@ def window_batch(encoded: pa.Table, field_specs: Sequence[Mapping[str, Any]], st
 
 
 def event_batch(encoded: pa.Table, field_specs: Sequence[Mapping[str, Any]], position: int) -> dict[str, torch.Tensor]:
-    """The section-5 batch holding only event `position` of a one-row encoded table (B = T = 1).
+    """The model batch holding only event `position` of a one-row encoded table (B = T = 1).
 
     Same keys and values as `window_batch(encoded, field_specs, position, 1)`, gathered directly: scoring
     builds one such batch per request and the general gather costs more than the model call.
@@ -150,55 +134,3 @@ def event_batch(encoded: pa.Table, field_specs: Sequence[Mapping[str, Any]], pos
             value = values.to_numpy(zero_copy_only=False)[position : position + 1].reshape(1, 1)
         batch[column.name] = torch.tensor(value, dtype=dtype)
     return batch
-
-
-def outcome_keys(field_specs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Batch keys of the `outcome` fields (e.g. event_type, decline_code): unknown when an event is scored."""
-    keys: list[str] = []
-    for spec in field_specs:
-        if spec.get("outcome"):
-            keys += {"categorical": [spec["name"]], "numeric": [f"{spec['name']}_bin", f"{spec['name']}_value"],
-                     "text": [f"{spec['name']}_tokens"]}.get(spec["kind"], [])
-    return keys
-
-
-@torch.inference_mode()
-def event_vectors(model: Any, batch: Mapping[str, torch.Tensor],
-                  field_specs: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-    """The model's event embedding of every event with its outcome fields removed (set to padding, which
-    embeds to zero), so an event's own result never leaks into its score.
-
-    Args:
-        model: FoundationModel (its `embeddings` module).
-        batch: section-5 batch (B, T).
-        field_specs: EventTokenizer.field_specs() (carry the `outcome` flags).
-    Returns:
-        (B, T, H) event vectors.
-    """
-    clean = dict(batch)
-    for key in outcome_keys(field_specs):
-        if key in clean:
-            clean[key] = torch.zeros_like(clean[key])
-    return model.embeddings(clean)  # (B, T, H)
-
-
-def task_features(hidden: Sequence[np.ndarray], has_history: Sequence[bool], event_vector: np.ndarray,
-                  surprise: np.ndarray | None = None) -> np.ndarray:
-    """Features of one charge attempt for a task head.
-
-    Args:
-        hidden: per task entity (in the task's `entities` order), its (H,) state as of the attempt
-            (zeros without history).
-        has_history: per task entity, whether it had any event before the attempt.
-        event_vector: (H,) the attempt's event vector.
-        surprise: (F,) the attempt's surprise under its customer's state (foundation.embeddings.surprise),
-            for heads trained with it; None otherwise.
-    Returns:
-        (k * H + H + k [+ F],) float32: [h_1, ..., h_k, event_vector, has_history_1, ..., has_history_k,
-        surprise...].
-    """
-    flags = np.asarray(has_history, dtype=np.float32)
-    parts = [*(np.asarray(h, np.float32) for h in hidden), np.asarray(event_vector, np.float32), flags]
-    if surprise is not None:
-        parts.append(np.asarray(surprise, np.float32))
-    return np.concatenate(parts)

@@ -1,10 +1,11 @@
-"""Task feature matrices of examples (docs/architecture.md section 8), from point-in-time entity states.
+"""Task features of charge attempts, from point-in-time entity states: one layout, online and batch.
 
 For a charge attempt e at time t: `[h_1(t), ..., h_k(t), event_vector(e), has_history_1, ..., has_history_k]`,
 the states of the task's entities (fraud: customer, merchant; authorization: customer, issuer) as of just
-before e and e's own event vector without its outcome fields. The layout is the online scorer's
-(`foundation.serving.features.task_features`, called here on whole matrices), so a head trained on these
-features scores the same vectors online. GBDT heads add e's raw fields (`raw_field_features`).
+before e and e's own event vector without its outcome fields, optionally followed by e's surprise under its
+customer's state. `task_features` builds one row (the online scorer); `task_feature_matrix` calls it on
+whole feature-major matrices (the batch path), so a head trained on these features scores the same vectors
+online. GBDT heads add e's raw fields (`raw_field_features`).
 """
 
 from __future__ import annotations
@@ -17,20 +18,42 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundation.embeddings.pointintime import AsOfStates, PointInTimeStates
-from foundation.serving.features import task_features
+from foundation.pointintime.states import AsOfStates, PointInTimeStates
+from foundation.pointintime.velocity import VelocityConfig, velocity_features
 
 EVENT_ENTITY = "customer"  # the attempt's event vector is taken in its customer sequence, as the scorer does
 
 
+def task_features(hidden: Sequence[np.ndarray], has_history: Sequence[bool], event_vector: np.ndarray,
+                  surprise: np.ndarray | None = None) -> np.ndarray:
+    """Features of one charge attempt for a task head.
+
+    Args:
+        hidden: per task entity (in the task's `entities` order), its (H,) state as of the attempt
+            (zeros without history).
+        has_history: per task entity, whether it had any event before the attempt.
+        event_vector: (H,) the attempt's event vector.
+        surprise: (F,) the attempt's surprise under its customer's state (foundation.pointintime.surprise),
+            for heads trained with it; None otherwise.
+    Returns:
+        (k * H + H + k [+ F],) float32: [h_1, ..., h_k, event_vector, has_history_1, ..., has_history_k,
+        surprise...].
+    """
+    flags = np.asarray(has_history, dtype=np.float32)
+    parts = [*(np.asarray(h, np.float32) for h in hidden), np.asarray(event_vector, np.float32), flags]
+    if surprise is not None:
+        parts.append(np.asarray(surprise, np.float32))
+    return np.concatenate(parts)
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
-    """Column layout of the section-8 task features.
+    """Column layout of the task features.
 
     Attributes:
         entities: entity types whose states come first, in order.
         hidden_size: H.
-        surprise: names of the event surprise columns that end the row (empty: none; embeddings/surprise.py).
+        surprise: names of the event surprise columns that end the row (empty: none; foundation.pointintime.surprise).
     """
 
     entities: tuple[str, ...]
@@ -57,7 +80,7 @@ class FeatureLayout:
 
 def task_feature_matrix(hidden: Sequence[np.ndarray], has_history: Sequence[np.ndarray],
                         event_vector: np.ndarray, surprise: np.ndarray | None = None) -> np.ndarray:
-    """Rows of `foundation.serving.features.task_features` for N examples at once.
+    """Rows of `task_features` for N examples at once.
 
     The scorer's function concatenates per-entity vectors along their first axis; given feature-major
     (H, N) arrays it builds every example's column in one call, so the layout is its own by construction.
@@ -208,30 +231,30 @@ def raw_field_features(events: pa.Table, schema: Any, velocity: Mapping[str, Any
     Returns:
         RawFields with one row per event of `events`.
     """
-    from foundation.evaluation.velocity import VelocityConfig, velocity_features
-
     settings = dict(velocity or {})
     settings.update(entities=[], decline_entities=[], dispute_entities=[])
     found = velocity_features(events, schema, VelocityConfig.from_config(settings), categories=categories)
     return RawFields(found.values, found.names, found.categorical, found.categories)
 
 
-def raw_features_for(events: pa.Table, schema: Any, layout: Mapping[str, Any]) -> np.ndarray:
-    """The raw-field columns a `gbdt` head was trained with, for new events (e.g. an attempt being scored).
+@dataclass(frozen=True)
+class RawFieldLayout:
+    """The attempt's own raw fields as a GBDT head was trained on them (what its head.json records).
 
     Args:
-        events: canonical rows of the events.
-        schema: the data schema.
-        layout: the head's head.json `feature_layout` (kind "section8+raw": its `raw` and `velocity` entries).
-    Returns:
-        (N, R) float32 to append after the section-8 task features.
-    Raises:
-        ValueError: the layout has no raw block, or the recomputed columns differ from the trained ones.
+        velocity: the task's `velocity` block (which raw fields, country fields, category caps).
+        categories: field -> vocabulary the head was trained with.
+        names: the feature names, in the head's column order.
     """
-    raw = layout.get("raw") if layout else None
-    if not raw:
-        raise ValueError("feature_layout has no `raw` block: this head reads section-8 features only")
-    found = raw_field_features(events, schema, layout.get("velocity") or {}, categories=raw["categories"])
-    if found.names != list(raw["names"]):
-        raise ValueError(f"raw fields {found.names} differ from the head's {raw['names']}")
-    return found.values
+
+    velocity: dict[str, Any]
+    categories: dict[str, list[str]]
+    names: list[str]
+
+    def features(self, table: pa.Table, schema: Any) -> np.ndarray:
+        """(N, R) float32 raw-field features of a canonical event table, encoded as at training."""
+        found = raw_field_features(table, schema, self.velocity, self.categories)
+        if list(found.names) != list(self.names):
+            raise ValueError(f"raw-field features {found.names} differ from the head's {self.names}: the task's "
+                             "velocity block changed since the head was trained")
+        return np.asarray(found.values, dtype=np.float32)

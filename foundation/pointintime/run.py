@@ -1,17 +1,24 @@
-"""A pretraining run as the downstream stages read it: the model and tokenizer of `<run>/hf`, the data config of
-`<run>/config.yaml`, and the run's data as a SequenceStore (full history, encoded by the run's tokenizer)."""
+"""A pretraining run as every downstream stage reads it: fine-tuning, the Embedder and the service.
+
+`PretrainedRun.load(path)` finds `<run>/hf` (model, tokenizer, next-event heads) and `<run>/config.yaml` (the data
+config); the run then gives its data schema, the aggregate bucket specs its tokenizer was fitted on, its event
+surprise, a content digest of its weights (the service's model version), and its data as a SequenceStore.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from foundation.data.aggregates import AggregateSpec, count_column_name, resolve_aggregate_spec
 from foundation.data.schema import DataSchema
-from foundation.embeddings.pointintime import SequenceStore
+from foundation.pointintime.states import SequenceStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ class PretrainedRun:
     model: Any
     tokenizer: Any
     config: DictConfig | None
+    _surprise: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> PretrainedRun:
@@ -64,6 +72,34 @@ class PretrainedRun:
             raise FileNotFoundError(f"{hf}: no tokenizer_config.json (the tokenizer is saved with the model)")
         return cls(hf, run, FoundationModel.from_pretrained(hf).eval(), EventTokenizer.from_pretrained(hf),
                    run_config(run))
+
+    @property
+    def surprise(self) -> Any:
+        """EventSurprise of the run's next-event heads (`next_event_heads.safetensors`), or None."""
+        if self._surprise is None:
+            from foundation.pointintime.surprise import EventSurprise
+
+            self._surprise = EventSurprise.load(self.hf_dir, self.model.config, self.tokenizer.field_specs()) or False
+        return self._surprise or None
+
+    def schema(self, fallback_data: Any = None) -> DataSchema:
+        """The data schema the run was trained with (its config.yaml); else `fallback_data`'s, with a warning."""
+        if self.config is not None and "data" in self.config:
+            return DataSchema.from_config(self.config.data)
+        config = self.run_dir / "config.yaml"
+        if fallback_data is None:
+            raise FileNotFoundError(f"{config} not found and no data config given: cannot tell the event schema")
+        log.warning("%s not found: using the given data schema; make sure it is the training one", config)
+        return DataSchema.from_config(fallback_data)
+
+    def digest(self) -> str:
+        """First 12 hex digits of the sha256 of the run's weights files (`hf/*.safetensors`)."""
+        digest = hashlib.sha256()
+        for path in sorted(self.hf_dir.glob("*.safetensors")):
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(chunk)
+        return digest.hexdigest()[:12]
 
     @property
     def loss_log(self) -> Path | None:
@@ -128,3 +164,32 @@ def same_tokenizer(a: Path, b: Path) -> bool:
         if not (fa.exists() and fb.exists()) or fa.read_bytes() != fb.read_bytes():
             return False
     return True
+
+
+def aggregate_specs(schema: DataSchema, tokenizer: Any) -> dict[str, AggregateSpec]:
+    """AggregateSpec of each aggregate entity type, as the training sequences computed it.
+
+    The counted values (`agg_n_<value>`) are the values of the count field (event_type) whose count column
+    the tokenizer was fitted on; every agg_* column the tokenizer knows must be reproduced, else an error.
+    """
+    fields = [(f.name, f.type) for f in schema.fields.values()]
+    known = {name for name in tokenizer.field_names if name.startswith("agg_")}
+    empty = schema.canonical_schema().empty_table()
+    out = {}
+    for ent in schema.entities.values():
+        if ent.representation != "aggregate":
+            continue
+        probe = resolve_aggregate_spec(ent.type, int(ent.bucket_ms), fields, empty, np.zeros(0, np.int64),
+                                       count_values=[])
+        values: list[str] = []
+        if probe.count_by is not None:
+            encoder = next((e for e in tokenizer.encoders if e.name == probe.count_by), None)
+            values = [v for v in getattr(encoder, "vocab", []) if count_column_name(v) in known]
+        spec = resolve_aggregate_spec(ent.type, int(ent.bucket_ms), fields, empty, np.zeros(0, np.int64),
+                                      count_by=probe.count_by, count_values=values)
+        missing = sorted(set(known) - set(spec.columns()))
+        if missing:
+            raise ValueError(f"entity {ent.type}: the tokenizer knows aggregate fields {missing} that the "
+                             "schema cannot reproduce; was the model trained on this data config?")
+        out[ent.type] = spec
+    return out

@@ -1,6 +1,6 @@
 """Event surprise: how unexpected an event is for its entity, under the pretrained next-event heads.
 
-For an attempt e with the entity state h before it (section 8), `surprise_<field>(e) = -log p(field of e | h)`
+For an attempt e with the entity state h strictly before it, `surprise_<field>(e) = -log p(field of e | h)`
 for every content field the next-event objective predicts (outcome fields such as event_type and
 decline_code excluded: they are unknown when e is scored), plus their sum. A card used for the first time
 in another country, at a category and an amount its owner never uses, is improbable under its own history:
@@ -64,7 +64,7 @@ class EventSurprise:
 
         Args:
             hidden: (Q, H) entity states just before each event.
-            batch: section-5 batch of the events alone (Q, 1), as for their event vectors.
+            batch: model batch of the events alone (Q, 1), as for their event vectors.
             has_history: (Q,) bool; an event without history has no prediction: all its surprises are 0.
         Returns:
             (Q, len(names)) float32; a field the event lacks (padding id) contributes 0.

@@ -8,7 +8,7 @@ cross-border flag, hour, day of week). Outcome fields of e (event_type, decline_
 of e itself.
 
 "Before e" means strictly before it in (event_time, event_id) order, as everywhere in the framework
-(architecture.md section 8). All of it is vectorised: sort the events by (entity, time) once, take cumulative
+(`foundation.pointintime.states`). All of it is vectorised: sort the events by (entity, time) once, take cumulative
 sums of indicator/amount columns, and find each window's first event with one np.searchsorted per window.
 """
 
@@ -258,7 +258,7 @@ def velocity_features(
     """Point-in-time velocity features for every event of the canonical table.
 
     Args:
-        events: canonical event table (architecture.md section 2).
+        events: canonical event table.
         schema: the data schema (fields with type/outcome, labels, splits).
         config: VelocityConfig or its mapping (None = defaults).
         categories: vocabularies of the categorical raw fields to reuse (e.g. those of the training run);

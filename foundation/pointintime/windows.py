@@ -1,9 +1,10 @@
-"""The section-8 window rule, applied to whole sequences at once (docs/architecture.md section 8).
+"""The window rule of point-in-time states, for one event and for whole sequences at once.
 
-The rule itself lives in one place, `foundation.serving.features.window_start`, which the online scorer
-calls for one event; this module re-exports it and turns it into the batch plan: which causal passes give
-the exact point-in-time state of a set of events. All events of a block [kS, (k+1)S) (S = max_len // 2)
-share one window start, so one pass over [window_start(kS), last needed event of the block] serves them all.
+`window_start` is the one rule, called by the online scorer for one event and by the batch path here: the
+state of event i is the causal encoder's output over [window_start(i), i]. `plan_windows` / `block_windows`
+turn it into batch plans: which causal passes give the exact state of a set of events. All events of a block
+[kS, (k+1)S) (S = max_len // 2) share one window start, so one pass over [window_start(kS), last needed
+event of the block] serves them all.
 """
 
 from __future__ import annotations
@@ -12,9 +13,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foundation.serving.features import window_start
 
-__all__ = ["WindowPlan", "block_windows", "plan_windows", "window_start"]
+def window_start(i: int | np.ndarray, max_len: int) -> int | np.ndarray:
+    """First event of the window of event i: max(0, (i // S) * S - (max_len - S)), S = max_len // 2.
+
+    Every event of the block [kS, (k+1)S) shares one start, so one causal pass over
+    [kS - (max_len - S), (k+1)S) gives the exact state of every event in the block, and the window never
+    exceeds max_len events.
+
+    Args:
+        i: event index (or (N,) array of indices) in the entity's full time-ordered sequence.
+        max_len: the model's max_position.
+    """
+    stride = max(max_len // 2, 1)
+    start = (np.asarray(i) // stride) * stride - (max_len - stride)
+    out = np.maximum(start, 0)
+    return int(out) if np.ndim(out) == 0 else out
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class WindowPlan:
 
 
 def plan_windows(rows: np.ndarray, positions: np.ndarray, max_len: int) -> WindowPlan:
-    """The fewest section-8 windows that hold the exact state of every queried event.
+    """The fewest block windows that hold the exact state of every queried event.
 
     Args:
         rows: (Q,) int sequence row of each query.

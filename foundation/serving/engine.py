@@ -25,7 +25,7 @@ import torch
 
 from foundation.data.aggregates import AggregateSpec
 from foundation.data.schema import DataSchema
-from foundation.serving.features import (
+from foundation.pointintime import (
     bucket_rows,
     event_batch,
     event_rows,

@@ -2,17 +2,16 @@
 
 Loads the tokenizer (`EventTokenizer.from_pretrained`) and the model (`FoundationModel.from_pretrained`) from
 `<checkpoint>/hf`, the data schema from the run's `config.yaml`, and the task heads of fine-tune runs
-(`foundation.heads.load_head(<run>/heads/<task>/<head>)`). Features are section 8's, built by the same
-functions as the batch path (`foundation.serving.features.task_features`):
+(`foundation.heads.load_head(<run>/heads/<task>/<head>)`). Features are the point-in-time task features, built by the same
+functions as the batch path (`foundation.pointintime.task_features`):
 - `probe`, `mlp`: `[h_1(t), ..., h_k(t), event_vector(e), has_history_1..k]` of the pretrained model;
 - `full`: the same layout computed with the head's own fine-tuned encoder (a second StateEngine);
-- `gbdt`: the same plus the attempt's raw fields (`foundation.heads.features.raw_field_features`, with the
+- `gbdt`: the same plus the attempt's raw fields (`foundation.pointintime.raw_field_features`, with the
   vocabularies the head was trained with).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -23,42 +22,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from foundation.data.aggregates import AggregateSpec, count_column_name, resolve_aggregate_spec
+from foundation.data.aggregates import AggregateSpec
 from foundation.data.schema import DataSchema
-from foundation.embeddings.surprise import EventSurprise
+from foundation.pointintime import (
+    PretrainedRun,
+    RawFieldLayout,
+    aggregate_specs,
+    canonical_rows,
+    same_tokenizer,
+    task_features,
+)
 from foundation.serving.engine import EntityState, Ref, StateEngine
-from foundation.serving.features import canonical_rows, task_features
 from foundation.serving.schemas import Attempt, EventParser, RequestError
 from foundation.serving.state import EventRecord, StateStore
 
 logger = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-@dataclass(frozen=True)
-class RawFields:
-    """The attempt's own raw fields as a GBDT head was trained on them.
-
-    Args:
-        velocity: the task's `velocity` block (which raw fields, country fields, category caps).
-        categories: field -> vocabulary the head was trained with.
-        names: the feature names, in the head's column order.
-    """
-
-    velocity: dict[str, Any]
-    categories: dict[str, list[str]]
-    names: list[str]
-
-    def features(self, table: Any, schema: DataSchema) -> np.ndarray:
-        """(N, R) float32 raw-field features of a canonical event table."""
-        from foundation.heads.features import raw_field_features
-
-        found = raw_field_features(table, schema, self.velocity, self.categories)
-        if list(found.names) != list(self.names):
-            raise ValueError(f"raw-field features {found.names} differ from the head's {self.names}: the task's "
-                             "velocity block changed since the head was trained")
-        return np.asarray(found.values, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -84,7 +64,7 @@ class ServedHead:
     threshold: float | None
     name: str
     engine: str = PRETRAINED
-    raw: RawFields | None = field(default=None)
+    raw: RawFieldLayout | None = field(default=None)
     surprise: tuple[str, ...] = ()
 
 
@@ -135,7 +115,7 @@ class Scorer:
             raise ValueError(
                 f"head {head.name} expects {found} features; serving builds {expected} = "
                 f"[h_{', h_'.join(head.entities)}, event_vector, has_history flags"
-                f"{', surprise' if head.surprise else ''}{', raw fields' if head.raw else ''}] (foundation.serving.features.task_features, H={hidden})")
+                f"{', surprise' if head.surprise else ''}{', raw fields' if head.raw else ''}] (foundation.pointintime.task_features, H={hidden})")
 
     # ------------------------------------------------------------------ the pretrained engine's view
 
@@ -245,16 +225,12 @@ class Scorer:
             cache_size: entities whose state is cached, per engine.
             torch_threads: intra-op threads (None leaves torch's default).
         """
-        from foundation.model import FoundationModel
-        from foundation.tokenization import EventTokenizer
-
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
-        hf, run = _locate(Path(checkpoint))
-        tokenizer = EventTokenizer.from_pretrained(hf)
-        model = FoundationModel.from_pretrained(hf).eval()
-        surprise = EventSurprise.load(hf, model.config, tokenizer.field_specs())
-        schema = _run_schema(run, fallback_data)
+        pretrained = PretrainedRun.load(checkpoint)
+        hf, run, model, tokenizer = pretrained.hf_dir, pretrained.run_dir, pretrained.model, pretrained.tokenizer
+        surprise = pretrained.surprise
+        schema = pretrained.schema(fallback_data)
         specs = aggregate_specs(schema, tokenizer)
         served, engines, runs = [], {}, []
         for task, choice in (heads or {}).items():
@@ -273,75 +249,14 @@ class Scorer:
             runs.append(Path(task_run).name)
         if finetune_run and not served:
             raise FileNotFoundError(f"{finetune_run}: no heads/<task>/<head>/ for tasks {sorted(heads or {})}")
-        version = f"{run.name}@{_digest(hf)}" + "".join(f"+{r}" for r in dict.fromkeys(runs))
+        version = f"{run.name}@{pretrained.digest()}" + "".join(f"+{r}" for r in dict.fromkeys(runs))
         return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise)
-
-
-def _locate(checkpoint: Path) -> tuple[Path, Path]:
-    """(hf folder, run folder) of a checkpoint path that names either."""
-    hf = checkpoint if (checkpoint / "config.json").exists() else checkpoint / "hf"
-    if not (hf / "config.json").exists():
-        raise FileNotFoundError(f"checkpoint {checkpoint}: no hf/config.json (expected a pretraining run folder)")
-    return hf, hf.parent
 
 
 def _check_same_tokenizer(hf: Path, encoder_dir: Path) -> None:
     """A `full` head's encoder must read events encoded as the pretrained model's (one live encoding)."""
-    from foundation.embeddings.checkpoint import same_tokenizer
-
     if (encoder_dir / "tokenizer_config.json").exists() and not same_tokenizer(hf, encoder_dir):
         raise ValueError(f"{encoder_dir}: the fine-tuned encoder was saved with another tokenizer than {hf}")
-
-
-def _digest(hf: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(hf.glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
-def _run_schema(run: Path, fallback_data: Any) -> DataSchema:
-    """The data schema the run was trained with (its config.yaml); else the serve config's `data`."""
-    config = run / "config.yaml"
-    if config.exists():
-        from omegaconf import OmegaConf
-
-        return DataSchema.from_config(OmegaConf.load(config).data)
-    if fallback_data is None:
-        raise FileNotFoundError(f"{config} not found and no data config given: cannot tell the event schema")
-    logger.warning("%s not found: using the serve config's data schema; make sure it is the training one", config)
-    return DataSchema.from_config(fallback_data)
-
-
-def aggregate_specs(schema: DataSchema, tokenizer: Any) -> dict[str, AggregateSpec]:
-    """AggregateSpec of each aggregate entity type, as the training sequences computed it.
-
-    The counted values (`agg_n_<value>`) are the values of the count field (event_type) whose count column
-    the tokenizer was fitted on; every agg_* column the tokenizer knows must be reproduced, else an error.
-    """
-    fields = [(f.name, f.type) for f in schema.fields.values()]
-    known = {name for name in tokenizer.field_names if name.startswith("agg_")}
-    empty = schema.canonical_schema().empty_table()
-    out = {}
-    for ent in schema.entities.values():
-        if ent.representation != "aggregate":
-            continue
-        probe = resolve_aggregate_spec(ent.type, int(ent.bucket_ms), fields, empty, np.zeros(0, np.int64),
-                                       count_values=[])
-        values: list[str] = []
-        if probe.count_by is not None:
-            encoder = next((e for e in tokenizer.encoders if e.name == probe.count_by), None)
-            values = [v for v in getattr(encoder, "vocab", []) if count_column_name(v) in known]
-        spec = resolve_aggregate_spec(ent.type, int(ent.bucket_ms), fields, empty, np.zeros(0, np.int64),
-                                      count_by=probe.count_by, count_values=values)
-        missing = sorted(set(known) - set(spec.columns()))
-        if missing:
-            raise ValueError(f"entity {ent.type}: the tokenizer knows aggregate fields {missing} that the "
-                             "schema cannot reproduce; was the model trained on this data config?")
-        out[ent.type] = spec
-    return out
 
 
 def load_task_head(run: Path, task: str, choice: Mapping[str, Any], schema: DataSchema) -> tuple[ServedHead, Any]:
@@ -370,7 +285,7 @@ def load_task_head(run: Path, task: str, choice: Mapping[str, Any], schema: Data
     raw = None
     if kind == "section8+raw":
         block = layout.get("raw") or {}
-        raw = RawFields(_velocity_block(run, task), dict(block.get("categories") or {}), list(block.get("names") or []))
+        raw = RawFieldLayout(_velocity_block(run, task), dict(block.get("categories") or {}), list(block.get("names") or []))
     entities = list(meta.get("entity_types") or layout.get("entities") or [])
     head = ServedHead(task, str(choice.get("output") or f"{task}_probability"), entities, model,
                       meta.get("threshold"), f"{task}/{name}", f"{task}/{name}" if meta.get("head") == "full"

@@ -9,14 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from foundation.data.schema import DataValidationError
-from foundation.embeddings import (
-    Embedder,
-    PointInTimeEncoder,
-    PointInTimeStates,
-    embedding_schema,
-    export_embeddings,
-    read_embeddings,
-)
+from foundation.embeddings import Embedder, embedding_schema, export_embeddings, read_embeddings
+from foundation.pointintime import PointInTimeEncoder, PointInTimeStates
 from tests.embeddings.world import raw_events
 
 

@@ -106,9 +106,9 @@ def build_run(root: Path, table: pa.Table | None = None, max_position: int = 8, 
     """
     import torch
 
-    from foundation.embeddings.surprise import save_next_event_heads
     from foundation.model import FoundationModel, tiny
     from foundation.objectives.next_event import NextEventObjective
+    from foundation.pointintime import save_next_event_heads
     from foundation.preparation import prepare
 
     table = raw_events(seed=seed) if table is None else table
@@ -142,7 +142,7 @@ _WORLDS: dict[Path, World] = {}
 
 def session_world(tmp_path_factory: Any) -> World:
     """Build the world once per test session (shared by tests/embeddings and tests/heads modules)."""
-    from foundation.embeddings import PretrainedRun
+    from foundation.pointintime import PretrainedRun
 
     base = tmp_path_factory.getbasetemp()
     if base not in _WORLDS:

@@ -17,8 +17,8 @@ from foundation.evaluation.splits import (
     select_examples,
     subsample_labels,
 )
-from foundation.evaluation.velocity import VelocityConfig
 from foundation.heads.gbdt import GBDTHead
+from foundation.pointintime import VelocityConfig
 
 from .conftest import make_events, make_schema
 

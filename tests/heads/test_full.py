@@ -11,10 +11,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from foundation.data.validate import validate
-from foundation.embeddings import PointInTimeEncoder, PointInTimeStates
-from foundation.heads.features import example_keys, example_states
 from foundation.heads.full import FullHead, window_set
 from foundation.model import FoundationModel
+from foundation.pointintime import PointInTimeEncoder, PointInTimeStates, example_keys, example_states
 from tests.embeddings.world import World, raw_events, session_world
 
 ENTITIES = ("customer", "merchant")

@@ -8,16 +8,17 @@ import pyarrow.compute as pc
 import pytest
 
 from foundation.data.validate import validate
-from foundation.embeddings import PointInTimeEncoder, PointInTimeStates
-from foundation.heads.features import (
+from foundation.pointintime import (
     FeatureLayout,
+    PointInTimeEncoder,
+    PointInTimeStates,
+    RawFieldLayout,
     example_keys,
     example_states,
-    raw_features_for,
     raw_field_features,
     task_feature_matrix,
+    task_features,
 )
-from foundation.serving.features import task_features
 from tests.embeddings.world import World, raw_events, session_world
 
 
@@ -78,7 +79,8 @@ def test_raw_fields_hold_no_outcome_and_no_label(world):
     # encoding one new event with the trained vocabularies gives the same codes (what a scorer would do)
     one = raw_field_features(events.slice(10, 1), world.schema, {}, categories=raw.categories)
     np.testing.assert_array_equal(one.values[0], raw.values[10])
-    layout = {"raw": raw.layout(), "velocity": {"country_fields": ["merchant_country", "card_country"]}}
-    np.testing.assert_array_equal(raw_features_for(events.slice(10, 1), world.schema, layout)[0], raw.values[10])
-    with pytest.raises(ValueError, match="no `raw` block"):
-        raw_features_for(events.slice(10, 1), world.schema, {"kind": "section8"})
+    # the served head's raw-field layout (what head.json records) encodes new events the same way
+    layout = RawFieldLayout({"country_fields": ["merchant_country", "card_country"]}, raw.categories, raw.names)
+    np.testing.assert_array_equal(layout.features(events.slice(10, 1), world.schema)[0], raw.values[10])
+    with pytest.raises(ValueError, match="differ from the head's"):
+        RawFieldLayout({}, raw.categories, raw.names[:-1]).features(events.slice(10, 1), world.schema)

@@ -12,12 +12,19 @@ import pytest
 import torch
 
 from foundation.data.validate import validate
-from foundation.embeddings import PointInTimeEncoder, PointInTimeStates, as_of_index
-from foundation.embeddings.pointintime import gather_windows
-from foundation.embeddings.surprise import EventSurprise
-from foundation.heads.features import example_states
 from foundation.heads.probe import ProbeHead
-from foundation.serving.features import event_batch, event_vectors, window_batch, window_start
+from foundation.pointintime import (
+    EventSurprise,
+    PointInTimeEncoder,
+    PointInTimeStates,
+    as_of_index,
+    event_batch,
+    event_vectors,
+    example_states,
+    gather_windows,
+    window_batch,
+    window_start,
+)
 from tests.embeddings.world import raw_events, write_events
 
 ENTITIES = ["customer", "merchant", "issuer"]

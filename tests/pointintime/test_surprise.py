@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from foundation.embeddings.surprise import EventSurprise, save_next_event_heads
 from foundation.model.modeling import FoundationModelOutput
 from foundation.objectives import NextEventObjective
+from foundation.pointintime import EventSurprise, save_next_event_heads
 from tests.model.batches import make_batch, tiny_config, tiny_fields
 
 OUTCOME_SPECS = [dict(spec, outcome=spec["name"] == "event_type") for spec in tiny_fields()]

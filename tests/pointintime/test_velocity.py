@@ -7,9 +7,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from foundation.evaluation.velocity import VelocityConfig, velocity_features
-
-from .conftest import CANONICAL, make_events, make_schema
+from foundation.pointintime import VelocityConfig, velocity_features
+from tests.evaluation.conftest import CANONICAL, make_events, make_schema
 
 HOUR, DAY = np.timedelta64(1, "h"), np.timedelta64(1, "D")
 

@@ -4,7 +4,7 @@ max_len, and every-event plans cost about two passes."""
 import numpy as np
 import pytest
 
-from foundation.embeddings.windows import block_windows, plan_windows, window_start
+from foundation.pointintime import block_windows, plan_windows, window_start
 
 
 @pytest.mark.parametrize("max_len", [8, 9, 64])

@@ -76,9 +76,9 @@ def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_positi
     from foundation.data.events import read_events
     from foundation.data.sequences import build_sequences
     from foundation.data.validate import validate
-    from foundation.embeddings.surprise import save_next_event_heads
     from foundation.model import FoundationModel, tiny
     from foundation.objectives.next_event import NextEventObjective
+    from foundation.pointintime import save_next_event_heads
     from foundation.tokenization import EventTokenizer
 
     root = {"paths": {"data_dir": str(data_dir)}}

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from foundation.serving.features import event_vectors, window_batch, window_start
+from foundation.pointintime import event_vectors, window_batch, window_start
 from foundation.serving.schemas import EventParser, RequestError
 from foundation.serving.scorer import Scorer
 from foundation.serving.state.sqlite import SqliteStateStore

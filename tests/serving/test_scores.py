@@ -14,13 +14,20 @@ from fastapi.testclient import TestClient
 
 from foundation.data.events import read_events
 from foundation.data.validate import validate
-from foundation.embeddings.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore
-from foundation.embeddings.surprise import EventSurprise
 from foundation.evaluation.splits import TaskSpec
-from foundation.heads.features import FeatureLayout, example_keys, example_states, raw_field_features
 from foundation.heads.full import FullHead
 from foundation.heads.gbdt import GBDTHead
 from foundation.heads.mlp import MLPHead
+from foundation.pointintime import (
+    EventSurprise,
+    FeatureLayout,
+    PointInTimeEncoder,
+    PointInTimeStates,
+    SequenceStore,
+    example_keys,
+    example_states,
+    raw_field_features,
+)
 from foundation.serving.app import ServiceSettings, create_app
 from foundation.serving.schemas import EventParser
 from foundation.serving.scorer import CONF_DIR, Scorer
