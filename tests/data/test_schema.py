@@ -76,11 +76,34 @@ def test_minimal_config_with_shorthands():
 def test_encoder_options_are_kept_as_extra():
     fields = {"amount": {"type": "numeric", "bins": 32}, "desc": {"type": "text", "max_tokens": 8,
                                                                     "extra": {"vocab_size": 500}}}
-    schema = DataSchema.from_config(small_schema_dict(fields=fields, some_stage={"shard_size": 10}))
+    schema = DataSchema.from_config(small_schema_dict(fields=fields))
     assert schema.fields["amount"].extra == {"bins": 32}
     assert schema.fields["amount"].column == "amount"  # column defaults to the field name
     assert schema.fields["desc"].extra == {"max_tokens": 8, "vocab_size": 500}
-    assert schema.extra == {"some_stage": {"shard_size": 10}}
+
+
+@pytest.mark.parametrize("where, key, hint", [
+    ("fields.amount", "nullable", None), ("fields.amount", "maximum", None),
+    ("fields.descriptor", "max_token", "max_tokens"), ("fields.descriptor.extra", "vocab", None),
+    ("data", "some_stage", None), ("data", "label", "labels")])
+def test_every_unknown_key_is_rejected_naming_it_and_the_valid_keys(where, key, hint):
+    cfg = small_schema_dict()
+    if where == "data":
+        cfg[key] = {"shard_size": 10}
+    elif where.endswith(".extra"):
+        cfg["fields"]["descriptor"]["extra"] = {key: 1}
+    else:
+        cfg["fields"][where.split(".")[1]][key] = 1
+    with pytest.raises(SchemaError) as err:
+        DataSchema.from_config(cfg)
+    message = str(err.value)
+    assert message.startswith(f"{where}.{key}: unknown key"), message
+    assert "\n" not in message
+    valid = {"data": "name, source, timestamp", "fields.descriptor.extra": "bins, num_bins, log"}.get(
+        where, "column, type, outcome, min, max, allow_null")
+    assert f"(valid keys: {valid}" in message
+    if hint:
+        assert f"did you mean '{hint}'" in message
 
 
 @pytest.mark.parametrize("value, expected", [
