@@ -1,23 +1,31 @@
 """Ranking metrics for binary scores, with stratified bootstrap confidence intervals.
 
-Every metric is a function of the counts of positives and negatives at or above each distinct score
-threshold, so one sort serves the point estimate and all bootstrap resamples. A stratified resample only
-changes how many times each example is drawn; grouping the examples into cells (a threshold that holds
-positives, or a run of negative-only thresholds) makes a resample a vector of multinomial draw counts per cell,
-and its curves are cumulative sums of those counts: all resamples at once, no loop over them in Python.
-The point estimates equal scikit-learn's (`roc_auc_score`, `average_precision_score`, `roc_curve`).
+Point estimates and curves are scikit-learn's (`roc_auc_score`, `average_precision_score`, `roc_curve`,
+`precision_recall_curve`). Resampling, seeding and the percentile interval are `scipy.stats.bootstrap`'s: the
+positive and the negative example indices go in as two samples, so each class is resampled on its own (class
+counts fixed, every resample has both classes), and a paired comparison scores both models on the same drawn
+indices.
+
+What stays here is the statistic scipy calls on each batch of resamples. Every metric is a function of the
+counts of positives and negatives at or above each distinct score threshold, so one sort per model serves all
+resamples: a resample is a vector of draw counts per cell (a threshold holding positives, or a run of
+negative-only thresholds), and its curves are cumulative sums of those counts.
 
 Argument order follows scikit-learn everywhere: labels first, scores second.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "recall_at_fpr")
-_CHUNK_CELLS = 4_000_000  # resamples x cells (or draws) per bootstrap chunk: ~32 MB per work array
+_CHUNK_CELLS = 4_000_000  # resamples x examples per bootstrap batch: ~32 MB per drawn-index array
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,70 +47,122 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return y.astype(np.int8), s
 
 
+def _check_fpr(fpr: float) -> None:
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
+
+
+def _point_metrics(y: np.ndarray, s: np.ndarray, fpr: float) -> dict[str, float]:
+    """scikit-learn's point estimates of every metric (inputs already checked)."""
+    all_fpr, all_tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
+    # interpolation-free: the best recall among thresholds whose FPR does not exceed the target
+    return {"roc_auc": float(roc_auc_score(y, s)), "pr_auc": float(average_precision_score(y, s)),
+            "recall_at_fpr": float(all_tpr[all_fpr <= fpr].max())}
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half). labels (N,) 0/1, scores (N,)."""
+    return float(roc_auc_score(*_check(labels, scores)))
+
+
+def pr_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (area under the precision-recall step curve). labels (N,) 0/1, scores (N,)."""
+    return float(average_precision_score(*_check(labels, scores)))
+
+
+def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
+    """The highest recall (TPR) at a score threshold whose false positive rate is <= fpr.
+
+    No interpolation between thresholds: a group of tied scores is either all flagged or not at all.
+
+    Args:
+        labels: (N,) 0/1.
+        scores: (N,) higher = more likely positive.
+        fpr: the target false positive rate in [0, 1].
+    """
+    _check_fpr(fpr)
+    return _point_metrics(*_check(labels, scores), fpr)["recall_at_fpr"]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points at every distinct threshold: (fpr, tpr, thresholds), each (K + 1,), from (0, 0) at +inf."""
+    return sk_roc_curve(*_check(labels, scores), drop_intermediate=False)
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision-recall points at every distinct threshold, by decreasing threshold.
+
+    Returns:
+        (recall, precision, thresholds), each (K,).
+    """
+    precision, recall, thresholds = precision_recall_curve(*_check(labels, scores))
+    # scikit-learn: increasing thresholds, plus a final (recall 0, precision 1) point without a threshold
+    return recall[-2::-1], precision[-2::-1], thresholds[::-1]
+
+
+def metric_key(name: str, fpr: float) -> str:
+    """The report key of a metric: recall_at_fpr at 0.01 becomes `recall_at_1pct_fpr`."""
+    return f"recall_at_{fpr * 100:g}pct_fpr" if name == "recall_at_fpr" else name
+
+
 @dataclass(frozen=True)
-class _SortedScores:
-    """Scores sorted descending and grouped into distinct thresholds (runs of tied scores).
+class _Cells:
+    """The bootstrap cell of every example under one model's scores.
+
+    Every metric is a function of the positives and negatives at or above each distinct threshold that holds
+    positives; a negative at a threshold without positives matters only through the run (between two such
+    thresholds) it falls in. So the J thresholds holding positives are the positive cells, and the negatives
+    fall in 2J + 1 cells: tied with one of the J thresholds, or in one of the J + 1 runs before them (the
+    last: after all of them).
 
     Attributes:
-        thresholds: (K,) the distinct scores, descending.
-        tps, fps: (K,) float64 positives / negatives scoring at or above each threshold.
+        cell: (N,) a positive's cell in [0, J); a negative's in [0, 2J + 1) (J tied cells, then J + 1 runs).
+        n_pos_cells: J.
     """
 
-    thresholds: np.ndarray
-    tps: np.ndarray
-    fps: np.ndarray
+    cell: np.ndarray
+    n_pos_cells: int
 
     @classmethod
-    def build(cls, y: np.ndarray, s: np.ndarray) -> _SortedScores:
-        order = np.argsort(s, kind="mergesort")[::-1]
-        sorted_scores = s[order]
-        ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(s) - 1]
-        tps = np.cumsum(y[order], dtype=np.float64)[ends]
-        return cls(sorted_scores[ends], tps, ends + 1.0 - tps)
+    def build(cls, y: np.ndarray, s: np.ndarray) -> _Cells:
+        distinct, inverse = np.unique(s, return_inverse=True)
+        rank = len(distinct) - 1 - inverse.ravel()  # (N,) threshold of each example, 0 = the highest score
+        holds = np.bincount(rank[y == 1], minlength=len(distinct)) > 0  # (K,)
+        above = np.cumsum(holds) - holds  # (K,) thresholds holding positives strictly above threshold k
+        n_pos_cells = int(holds.sum())
+        return cls(np.where(holds[rank], above[rank], n_pos_cells + above[rank]), n_pos_cells)
 
-    def metrics(self, fpr_target: float) -> dict[str, float]:
-        """Point estimates, computed in the same floating-point order as scikit-learn."""
-        tps, fps = self.tps, self.fps
-        # roc_auc_score drops collinear ROC points before the trapezoid; dropping them here too keeps the
-        # floating-point sum identical (the area is the same either way)
-        # (a constant score is one threshold: one ROC point besides the origin)
-        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True][:len(tps)]
-        tpr = np.r_[0.0, tps[keep] / tps[-1]]
-        fpr = np.r_[0.0, fps[keep] / fps[-1]]
-        roc = float(np.trapezoid(tpr, fpr))
-        predicted = tps + fps
-        precision = np.divide(tps, predicted, out=np.zeros_like(tps), where=predicted != 0)
-        recall = tps / tps[-1]
-        pr = float(-np.sum(np.diff(np.r_[recall[::-1], 0.0]) * precision[::-1]))
-        all_fpr = np.r_[0.0, fps / fps[-1]]
-        all_tpr = np.r_[0.0, recall]
-        # interpolation-free: the best recall among thresholds whose FPR does not exceed the target
-        at_fpr = float(all_tpr[all_fpr <= fpr_target].max())
-        return {"roc_auc": roc, "pr_auc": pr, "recall_at_fpr": at_fpr}
+    def counts(self, pos_cells: np.ndarray, neg_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-cell draw counts of B resamples.
 
-    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Example counts per bootstrap cell: thresholds holding positives, and the negative runs between.
-
-        Thresholds without positives are merged into the run before the next positive threshold: every
-        metric is a function of the counts at the thresholds that hold positives, so a resample only needs
-        how many draws fall into each cell.
+        Args:
+            pos_cells, neg_cells: (B, P) / (B, M) cells of the drawn positives / negatives (`self.cell[drawn]`).
 
         Returns:
-            pos (J,), neg_at (J,), neg_before (J + 1,): positives and negatives at each of the J thresholds
-            holding positives, negatives in the run before each of them (the last entry: after the last).
+            pos (B, J), neg_at (B, J), neg_before (B, J + 1) float64 counts (see _cell_metrics).
         """
-        pos = np.diff(np.r_[0.0, self.tps])
-        neg = np.diff(np.r_[0.0, self.fps])
-        holds = pos > 0
-        run_id = np.cumsum(holds) - holds  # threshold k belongs to the run before positive threshold run_id
-        neg_before = np.bincount(run_id[~holds], weights=neg[~holds], minlength=int(holds.sum()) + 1)
-        return pos[holds], neg[holds], neg_before
+        j = self.n_pos_cells
+        pos = _count_rows(pos_cells, j)
+        neg = _count_rows(neg_cells, 2 * j + 1)
+        return pos, neg[:, :j], neg[:, j:]
+
+
+def _count_rows(cells: np.ndarray, width: int) -> np.ndarray:
+    """(B, n) cell ids -> (B, width) float64 occurrences of each cell per row."""
+    rows = len(cells)
+    flat = (np.arange(rows)[:, None] * width + cells).ravel()
+    return np.bincount(flat, minlength=rows * width).reshape(rows, width).astype(np.float64)
 
 
 def _cell_metrics(
     pos: np.ndarray, neg_at: np.ndarray, neg_before: np.ndarray, fpr_target: float
 ) -> dict[str, np.ndarray]:
     """Metrics of B weighted resamples from per-cell counts.
+
+    Hand-written because scikit-learn scores one resample per call: on 20,000 examples (base rate 0.02)
+    roc_auc_score + average_precision_score + roc_curve took ~20 ms per resample (~20 s per 1000
+    resamples and model), against ~0.2 s for the whole 1000-resample bootstrap through this function
+    (measured on 2 shared CPU cores). Equal to scikit-learn on every resample (tests compare them).
 
     Args:
         pos, neg_at: (B, J) draws of positives / negatives at each threshold holding positives.
@@ -132,81 +192,65 @@ def _cell_metrics(
             (("roc_auc", roc_auc), ("pr_auc", pr_auc), ("recall_at_fpr", recall))}
 
 
-def _draw_cells(rng: np.random.Generator, sizes: np.ndarray, n_resamples: int) -> np.ndarray:
-    """Multinomial resample counts: draw sum(sizes) items with replacement, count the draws per cell.
+_Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _stratified_bootstrap(
+    classes: tuple[np.ndarray, np.ndarray], statistic: _Statistic, n_resamples: int, seed: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`scipy.stats.bootstrap` (percentile interval), the positives and the negatives resampled separately.
 
     Args:
-        sizes: (L,) items per cell (empty cells allowed).
+        classes: (P,) and (M,) one value per positive / negative example (its index, or its cell).
+        statistic: (positives (B, P), negatives (B, M)) drawn values -> (..., B) statistics.
+        n_resamples: resamples (> 0); seed: the same seed gives the same resamples.
 
     Returns:
-        (n_resamples, L) float64 draw counts per cell.
+        (distribution (..., n_resamples), ci_low (...), ci_high (...)).
     """
-    out = np.zeros((n_resamples, len(sizes)))
-    filled = np.flatnonzero(sizes)
-    n = int(sizes.sum())
-    if n == 0:
-        return out
-    # few cells: one binomial per cell and resample; many cells: draw the items and count them per cell
-    if len(filled) * 30 < n:
-        out[:, filled] = rng.multinomial(n, sizes[filled] / n, size=n_resamples)
-        return out
-    cell_of_item = np.repeat(np.arange(len(filled)), sizes[filled].astype(np.int64))
-    items = cell_of_item[rng.integers(0, n, size=(n_resamples, n))]  # (B, n) cell of each draw
-    flat = (np.arange(n_resamples)[:, None] * len(filled) + items).ravel()
-    out[:, filled] = np.bincount(flat, minlength=n_resamples * len(filled)).reshape(n_resamples, -1)
-    return out
+    n = sum(len(members) for members in classes)
+    # scipy resamples samples of two or more examples; a class of one is the same in every resample
+    drawn = [k for k, members in enumerate(classes) if len(members) > 1]
+
+    def on_resamples(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = samples[0].shape[0]
+        full = [np.broadcast_to(members, (rows, len(members))) for members in classes]
+        for k, sample in zip(drawn, samples):
+            full[k] = sample
+        return statistic(*full)
+
+    if not drawn:  # one positive and one negative: every resample is the data itself
+        one = statistic(*(members[None, :] for members in classes))
+        dist = np.repeat(one, n_resamples, axis=-1)
+        return dist, dist[..., 0], dist[..., 0]
+    # percentile, as the reports have always shown: scipy's default BCa adds a jackknife over all N examples,
+    # 2.9 s instead of 0.2 s on 20,000 examples x 1000 resamples, for bounds within 0.005 of these
+    result = stats.bootstrap([classes[k] for k in drawn], on_resamples, n_resamples=n_resamples,
+                             batch=max(1, _CHUNK_CELLS // n), vectorized=True, paired=False,
+                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return result.bootstrap_distribution, result.confidence_interval.low, result.confidence_interval.high
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half). labels (N,) 0/1, scores (N,)."""
-    return _SortedScores.build(*_check(labels, scores)).metrics(0.0)["roc_auc"]
+def _check_bootstrap(n_resamples: int, confidence: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def pr_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (area under the precision-recall step curve). labels (N,) 0/1, scores (N,)."""
-    return _SortedScores.build(*_check(labels, scores)).metrics(0.0)["pr_auc"]
+def _bootstrap_all(
+    y: np.ndarray, s: np.ndarray, n_resamples: int, seed: int, fpr: float, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every metric's bootstrap distribution (3, B) and interval bounds (3,), in METRIC_NAMES order."""
+    cells = _Cells.build(y, s)
 
+    def statistic(pos_cells: np.ndarray, neg_cells: np.ndarray) -> np.ndarray:
+        values = _cell_metrics(*cells.counts(pos_cells, neg_cells), fpr)
+        return np.stack([values[name] for name in METRIC_NAMES])
 
-def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
-    """The highest recall (TPR) at a score threshold whose false positive rate is <= fpr.
-
-    No interpolation between thresholds: a group of tied scores is either all flagged or not at all.
-
-    Args:
-        labels: (N,) 0/1.
-        scores: (N,) higher = more likely positive.
-        fpr: the target false positive rate in [0, 1].
-    """
-    _check_fpr(fpr)
-    return _SortedScores.build(*_check(labels, scores)).metrics(fpr)["recall_at_fpr"]
-
-
-def _check_fpr(fpr: float) -> None:
-    if not 0.0 <= fpr <= 1.0:
-        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
-
-
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC points at every distinct threshold: (fpr, tpr, thresholds), each (K + 1,), from (0, 0) at +inf."""
-    curve = _SortedScores.build(*_check(labels, scores))
-    fpr = np.r_[0.0, curve.fps / curve.fps[-1]]
-    tpr = np.r_[0.0, curve.tps / curve.tps[-1]]
-    return fpr, tpr, np.r_[np.inf, curve.thresholds]
-
-
-def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision-recall points at every distinct threshold, by decreasing threshold.
-
-    Returns:
-        (recall, precision, thresholds), each (K,).
-    """
-    curve = _SortedScores.build(*_check(labels, scores))
-    return curve.tps / curve.tps[-1], curve.tps / (curve.tps + curve.fps), curve.thresholds
-
-
-def metric_key(name: str, fpr: float) -> str:
-    """The report key of a metric: recall_at_fpr at 0.01 becomes `recall_at_1pct_fpr`."""
-    return f"recall_at_{fpr * 100:g}pct_fpr" if name == "recall_at_fpr" else name
+    # resampling the cells themselves, not example indices, saves a (B, N) gather per batch
+    classes = (cells.cell[y == 1], cells.cell[y == 0])
+    return _stratified_bootstrap(classes, statistic, n_resamples, seed, confidence)
 
 
 def bootstrap_metrics(
@@ -219,8 +263,7 @@ def bootstrap_metrics(
     """Every metric on `n_resamples` stratified bootstrap resamples of the examples.
 
     Positives and negatives are resampled separately (with replacement, class counts fixed), so every
-    resample has both classes. Vectorised: one sort, then multinomial draw counts per cell of tied-score
-    thresholds (see _SortedScores.cells) for all resamples at once.
+    resample has both classes.
 
     Args:
         labels: (N,) 0/1.
@@ -233,34 +276,9 @@ def bootstrap_metrics(
         metric name (METRIC_NAMES) -> (n_resamples,) values.
     """
     _check_fpr(fpr)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    y, s = _check(labels, scores)
-    pos, neg_at, neg_before = _SortedScores.build(y, s).cells()
-    neg = np.r_[neg_at, neg_before]
-    rng = np.random.default_rng(seed)
-    # resamples in chunks so the (B, cells) work arrays stay ~_CHUNK_CELLS entries
-    chunk = max(1, _CHUNK_CELLS // max(len(neg), len(y)))
-    parts = []
-    for first in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - first)
-        pos_draws = _draw_cells(rng, pos, b)  # (b, J)
-        neg_draws = _draw_cells(rng, neg, b)  # (b, 2J + 1)
-        parts.append(_cell_metrics(pos_draws, neg_draws[:, : len(pos)], neg_draws[:, len(pos):], fpr))
-    return {name: np.concatenate([part[name] for part in parts]) for name in METRIC_NAMES}
-
-
-def _weighted_pr_auc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """PR-AUC (average precision) of one score under (B, N) example weights (bootstrap draw counts)."""
-    order = np.argsort(s, kind="mergesort")[::-1]
-    sorted_scores = s[order]
-    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(s) - 1]
-    w = weights[:, order]
-    tps = np.cumsum(w * y[order], axis=1)[:, ends]
-    fps = np.cumsum(w * (1 - y[order]), axis=1)[:, ends]
-    gained = np.diff(np.c_[np.zeros(len(w)), tps], axis=1)
-    precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=(tps + fps) > 0)
-    return (gained * precision).sum(axis=1) / tps[:, -1]
+    _check_bootstrap(n_resamples, 0.95)
+    dist, _, _ = _bootstrap_all(*_check(labels, scores), n_resamples, seed, fpr, 0.95)
+    return dict(zip(METRIC_NAMES, dist))
 
 
 def paired_pr_auc_delta(
@@ -280,30 +298,20 @@ def paired_pr_auc_delta(
         {"delta", "ci_low", "ci_high", "share_not_better"}: share_not_better is the fraction of resamples where
         the model does not beat the baseline (a one-sided bootstrap p-value).
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    _check_bootstrap(n_resamples, confidence)
     y, s = _check(labels, scores)
     _, b = _check(labels, baseline_scores)
-    point = pr_auc(y, s) - pr_auc(y, b)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == 1), np.flatnonzero(y == 0)]
-    chunk = max(1, _CHUNK_CELLS // len(y))
-    deltas = []
-    for first in range(0, n_resamples, chunk):
-        n = min(chunk, n_resamples - first)
-        weights = np.zeros((n, len(y)))
-        for members in groups:
-            draws = rng.integers(0, len(members), size=(n, len(members)))
-            flat = (np.arange(n)[:, None] * len(members) + draws).ravel()
-            weights[:, members] = np.bincount(flat, minlength=n * len(members)).reshape(n, -1)
-        yf = y.astype(np.float64)
-        deltas.append(_weighted_pr_auc(yf, s, weights) - _weighted_pr_auc(yf, b, weights))
-    samples = np.concatenate(deltas)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = (float(q) for q in np.quantile(samples, [alpha, 1.0 - alpha]))
-    return {"delta": float(point), "ci_low": low, "ci_high": high,
+    model, baseline = _Cells.build(y, s), _Cells.build(y, b)
+
+    def delta(pos_idx: np.ndarray, neg_idx: np.ndarray) -> np.ndarray:
+        """Both models on the same drawn examples: (B, P), (B, M) example indices -> (B,)."""
+        return (_cell_metrics(*model.counts(model.cell[pos_idx], model.cell[neg_idx]), 0.0)["pr_auc"]
+                - _cell_metrics(*baseline.counts(baseline.cell[pos_idx], baseline.cell[neg_idx]), 0.0)["pr_auc"])
+
+    classes = (np.flatnonzero(y == 1), np.flatnonzero(y == 0))
+    samples, low, high = _stratified_bootstrap(classes, delta, n_resamples, seed, confidence)
+    point = average_precision_score(y, s) - average_precision_score(y, b)
+    return {"delta": float(point), "ci_low": float(low), "ci_high": float(high),
             "share_not_better": float((samples <= 0).mean())}
 
 
@@ -333,17 +341,15 @@ def evaluate_scores(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     _check_fpr(fpr)
     yy, ss = _check(y, p)
-    point = _SortedScores.build(yy, ss).metrics(fpr)
-    samples = bootstrap_metrics(yy, ss, n_bootstrap, seed, fpr) if n_bootstrap > 0 else None
-    alpha = (1.0 - confidence) / 2.0
-    result: dict[str, dict[str, float] | int] = {}
-    for name in METRIC_NAMES:
-        value = point[name]
-        if samples is None:
-            low = high = value
-        else:
-            low, high = (float(q) for q in np.quantile(samples[name], [alpha, 1.0 - alpha]))
-        result[metric_key(name, fpr)] = {"value": value, "ci_low": low, "ci_high": high}
+    point = _point_metrics(yy, ss, fpr)
+    values = np.array([point[name] for name in METRIC_NAMES])
+    low, high = values, values
+    if n_bootstrap > 0:
+        _, low, high = _bootstrap_all(yy, ss, n_bootstrap, seed, fpr, confidence)
+    result: dict[str, dict[str, float] | int] = {
+        metric_key(name, fpr): {"value": point[name], "ci_low": float(lo), "ci_high": float(hi)}
+        for name, lo, hi in zip(METRIC_NAMES, low, high)
+    }
     result["n"] = int(len(yy))
     result["n_positive"] = int(yy.sum())
     return result

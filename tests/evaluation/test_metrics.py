@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from foundation.evaluation import metrics
@@ -39,6 +39,11 @@ def test_point_estimates_equal_sklearn_exactly(seed, n, rate, decimals):
     ours_fpr, ours_tpr, _ = roc_curve(y, s)
     np.testing.assert_array_equal(ours_fpr, fpr)
     np.testing.assert_array_equal(ours_tpr, tpr)
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    ours_recall, ours_precision, ours_thresholds = pr_curve(y, s)  # by decreasing threshold, no (0, 1) end
+    np.testing.assert_array_equal(ours_recall, recall[-2::-1])
+    np.testing.assert_array_equal(ours_precision, precision[-2::-1])
+    np.testing.assert_array_equal(ours_thresholds, thresholds[::-1])
 
 
 def test_constant_scores_match_sklearn_and_bootstrap():
@@ -91,11 +96,27 @@ def test_cells_reproduce_the_point_estimates():
     # one resample drawing every example exactly once must give the point estimates
     for seed, decimals in ((5, None), (6, 1)):
         y, s = _sample(seed, 400, 0.3, decimals)
-        cells = metrics._SortedScores.build(y.astype(np.int8), s).cells()
-        values = metrics._cell_metrics(*(c[None, :] for c in cells), 0.05)
+        cells = metrics._Cells.build(y.astype(np.int8), s)
+        counts = cells.counts(cells.cell[y == 1][None, :], cells.cell[y == 0][None, :])
+        values = metrics._cell_metrics(*counts, 0.05)
         assert values["roc_auc"][0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
         assert values["pr_auc"][0] == pytest.approx(average_precision_score(y, s), abs=1e-12)
         assert values["recall_at_fpr"][0] == pytest.approx(recall_at_fpr(y, s, 0.05), abs=1e-12)
+
+
+def test_cell_statistic_equals_sklearn_on_every_resample():
+    # the hand-written statistic against scikit-learn on drawn resamples with repeats and cross-class ties
+    y, s = _sample(9, 300, 0.1, decimals=2)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rng = np.random.default_rng(0)
+    pos_idx, neg_idx = rng.choice(pos, (20, len(pos))), rng.choice(neg, (20, len(neg)))
+    cells = metrics._Cells.build(y.astype(np.int8), s)
+    values = metrics._cell_metrics(*cells.counts(cells.cell[pos_idx], cells.cell[neg_idx]), 0.05)
+    for b in range(20):
+        idx = np.r_[pos_idx[b], neg_idx[b]]
+        assert values["roc_auc"][b] == pytest.approx(roc_auc_score(y[idx], s[idx]), abs=1e-12)
+        assert values["pr_auc"][b] == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)
+        assert values["recall_at_fpr"][b] == pytest.approx(recall_at_fpr(y[idx], s[idx], 0.05), abs=1e-12)
 
 
 def test_bootstrap_matches_a_naive_stratified_bootstrap():
@@ -129,14 +150,15 @@ def test_evaluate_scores_is_seeded_and_brackets_the_estimate():
     assert fixed["recall_at_5pct_fpr"]["ci_low"] == fixed["recall_at_5pct_fpr"]["value"]
 
 
-@pytest.mark.parametrize("sizes", [np.array([5000.0, 3000.0, 0.0, 2000.0]), np.r_[np.ones(300), 0, 2, 5]])
-def test_cell_draws_are_multinomial(sizes):
-    # few large cells take the binomial-per-cell path, many small ones the draw-and-count path
-    draws = metrics._draw_cells(np.random.default_rng(0), sizes, 4000)
-    n, p = sizes.sum(), sizes / sizes.sum()
-    assert np.all(draws.sum(axis=1) == n) and np.all(draws[:, sizes == 0] == 0)
-    np.testing.assert_allclose(draws.mean(axis=0), sizes, atol=4 * np.sqrt(n * p * (1 - p) / 4000).max() + 1e-9)
-    np.testing.assert_allclose(draws.var(axis=0), n * p * (1 - p), rtol=0.15, atol=1e-9)
+def test_a_class_of_one_example_is_kept_in_every_resample():
+    # scipy resamples samples of two or more; a lone positive must still be in every resample, once
+    y = np.r_[1, np.zeros(99, dtype=int)]
+    s = np.r_[0.5, np.linspace(0.0, 1.0, 99)]
+    samples = bootstrap_metrics(y, s, n_resamples=200, seed=0)
+    assert samples["roc_auc"].min() >= 0.0 and samples["roc_auc"].std() > 0
+    assert np.all(np.isin(samples["pr_auc"], 1.0 / np.arange(1, 101)))  # one positive: AP = 1 / its rank
+    both_single = evaluate_scores(np.array([0, 1]), np.array([0.2, 0.9]), n_bootstrap=10)
+    assert both_single["roc_auc"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
 
 
 def test_paired_delta_matches_a_naive_paired_bootstrap():
