@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.csv as pacsv  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 
 from foundation.evaluation.metrics import pr_curve, roc_curve  # noqa: E402
 
@@ -137,7 +138,7 @@ def plot_loss_curves(path: Path, metrics_csv: str | Path) -> Path:
 
 
 def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project (N, H) embeddings on their first two principal components (numpy SVD).
+    """Project (N, H) embeddings on their first two principal components (scikit-learn's PCA, seeded).
 
     Returns:
         (N, 2) coordinates and the (2,) share of variance each component explains.
@@ -145,15 +146,15 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"embeddings must be (N >= 2, H), got shape {x.shape}")
-    x = x - x.mean(axis=0)
-    _, singular, vt = np.linalg.svd(x, full_matrices=False)
-    explained = singular**2 / max(float((singular**2).sum()), 1e-12)
-    components = vt[:2]
-    coords = x @ components.T
+    # random_state: the randomized solver (picked for wide, short inputs) must draw the same plot every run
+    pca = PCA(n_components=min(2, x.shape[1]), random_state=0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # identical embeddings: 0 / 0 variance explained
+        coords = pca.fit_transform(x)
+    explained = np.nan_to_num(pca.explained_variance_ratio_)
     if coords.shape[1] < 2:  # H == 1: pad so the plot still has two axes
         coords = np.hstack([coords, np.zeros((len(x), 1))])
         explained = np.r_[explained, 0.0]
-    return coords, explained[:2]
+    return coords, explained
 
 
 def plot_embedding_projection(path: Path, embeddings: np.ndarray, traits: np.ndarray,
