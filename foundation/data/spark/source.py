@@ -10,14 +10,13 @@ its position within the split. Only one count per file (or split) goes through t
 
 from __future__ import annotations
 
-import glob
 import os
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from foundation.data.events import open_dataset
+from foundation.data.events import open_dataset, source_files
 from foundation.data.schema import DataSchema, SourceSpec
 from foundation.data.spark.session import require_utc
 
@@ -36,24 +35,20 @@ def col(name: str) -> Column:
 def source_paths(source: SourceSpec) -> list[str]:
     """What Spark should read: the same files, folder or URI the pyarrow backend reads.
 
-    A glob is expanded here with the pyarrow backend's rule (sorted, no `_`/`.` files) so both read the
-    same files; URIs (`s3a://`, `hdfs://`, `file://`) go to Spark untouched.
+    Files are chosen with the pyarrow backend's rule (`foundation.data.events.source_files`: sorted, no
+    `_`/`.` files, no file that is not data by its extension), so both read the same files; a folder with
+    nothing to skip is passed as the folder (Spark discovers its hive partitions); URIs (`s3a://`,
+    `hdfs://`, `file://`) go to Spark untouched.
 
     Raises:
         FileNotFoundError: nothing at a local `source.path`.
     """
-    path = source.path
-    if "://" in path:
-        return [path]
-    if glob.has_magic(path):
-        files = sorted(p for p in glob.glob(path, recursive=True)
-                       if os.path.isfile(p) and not os.path.basename(p).startswith(("_", ".")))
-        if not files:
-            raise FileNotFoundError(f"source.path: the glob '{path}' matches no file")
-        return [os.path.abspath(p) for p in files]
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"source.path: '{path}' is not a file, a folder or a glob that matches files")
-    return [os.path.abspath(path)]
+    target, skipped = source_files(source)
+    if isinstance(target, str):
+        return [target]
+    if os.path.isdir(source.path) and not skipped:
+        return [os.path.abspath(source.path)]
+    return [os.path.abspath(p) for p in target]
 
 
 def raw_arrow_schema(schema: DataSchema) -> pa.Schema | None:
@@ -87,10 +82,13 @@ def read_events(spark: SparkSession, schema: DataSchema, columns: list[str] | No
     require_utc(spark)
     source = schema.source
     paths = source_paths(source)
+    reader = spark.read
+    if os.path.isdir(source.path) and paths != [os.path.abspath(source.path)]:
+        reader = reader.option("basePath", os.path.abspath(source.path))  # files of a folder: keep partitions
     if source.format == "parquet":
-        frame = spark.read.parquet(*paths)
+        frame = reader.parquet(*paths)
     else:
-        frame = (spark.read.option("header", True).option("sep", source.delimiter).option("quote", '"')
+        frame = (reader.option("header", True).option("sep", source.delimiter).option("quote", '"')
                  .option("escape", '"').option("inferSchema", False).option("nullValue", _NO_NULL_TOKEN)
                  .option("mode", "PERMISSIVE").csv(paths))
     columns = list(columns) if columns is not None else schema.raw_columns
