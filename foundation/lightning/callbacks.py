@@ -13,7 +13,14 @@ from foundation.pointintime import save_next_event_heads
 
 class ThroughputMonitor(pl.Callback):
     """Logs `train/events_per_s`: real (non-padding) events processed per second of training step,
-    measured from batch start to batch end on the main process and summed over devices."""
+    measured from batch start to batch end on the main process and summed over devices.
+
+    Not Lightning's `pytorch_lightning.callbacks.ThroughputMonitor` (2.6), which cannot give this figure:
+    it times batch end to batch end (data loading included), averages over a window of batches (100 by
+    default: nothing logged before the window fills, so never in a short run), logs under
+    `train/device/items_per_sec` at `log_every_n_steps`, and warns on every run that our module has no
+    `flops_per_batch`. Its one piece this figure needs, a CUDA sync before reading the clock, is done here.
+    """
 
     def __init__(self) -> None:
         self._start = 0.0
@@ -24,6 +31,8 @@ class ThroughputMonitor(pl.Callback):
         self._events = int(batch["attention_mask"].sum())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for this step's to finish
+            torch.cuda.synchronize(pl_module.device)
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         rate = self._events / elapsed * trainer.world_size
         pl_module.log("train/events_per_s", rate, on_step=True, on_epoch=False, batch_size=1)
