@@ -351,7 +351,8 @@ def serve(cfg: Any) -> None:
                    type(app.state.store).__name__, getattr(app.state.scorer, "model_version", None))
     keep_alive = parse_duration(cfg.server.keep_alive_timeout, "server.keep_alive_timeout") / 1000
     uvicorn.run(app, host=str(cfg.server.host), port=int(cfg.server.port), log_level=str(cfg.server.log_level),
-                access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(keep_alive)))
+                access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(keep_alive)),
+                http="h11")  # h11 discards the rest of a refused body, so a client reads the 413 (tested)
 
 
 def exposure_warning(host: str, token: str | None, token_env: str = TOKEN_ENV) -> str | None:

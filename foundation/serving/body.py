@@ -1,22 +1,19 @@
 """Reading a request body under the service's limits: size (413), time (408), then JSON (400).
 
-A refused body is drained before the answer: a client still sending a 50 MB body to a server that answered
-and closed gets a connection reset, not the 413. Draining is bounded (DRAIN_BYTES and the body timeout);
-beyond that the connection is closed and the client sees the reset.
+An oversized body is refused before it is read (Content-Length) or as soon as it passes the limit (chunked);
+uvicorn's h11 protocol then discards the rest of the body the client is still sending, so the client reads
+the 413 instead of a connection reset (tests/serving/test_api_http.py checks it with a 50 MB body).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import Request
 
 from foundation.serving.schemas import RequestError
-
-DRAIN_BYTES = 64 * 1024 * 1024  # most bytes of a refused body read (and discarded) so the client sees the 413
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -33,41 +30,24 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         RequestError: 400 (bad Content-Length), 408 (too slow), 413 (too large).
     """
     declared = request.headers.get("content-length")
-    too_big = None
     if declared is not None:
         if not declared.isdigit():
             raise RequestError(400, f"Content-Length header {declared!r} is not a number")
         if int(declared) > limit:
-            too_big = (f"request body is {declared} bytes; the limit is {limit} bytes (server.max_body_bytes); "
-                       "split the batch")
-    stream = request.stream()
+            raise RequestError(413, f"request body is {declared} bytes; the limit is {limit} bytes "
+                                    "(server.max_body_bytes); split the batch")
     chunks, size = [], 0
     try:
         with anyio.fail_after(timeout_s):
-            if too_big is None:
-                async for chunk in stream:
-                    size += len(chunk)
-                    if size > limit:
-                        too_big = f"request body exceeds {limit} bytes (server.max_body_bytes); split the batch"
-                        break
-                    chunks.append(chunk)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"request body exceeds {limit} bytes (server.max_body_bytes); "
+                                            "split the batch")
+                chunks.append(chunk)
     except TimeoutError:
         raise RequestError(408, f"request body not received within {timeout_s:g} s (server.body_timeout)") from None
-    if too_big is not None:
-        if declared is None or int(declared) <= DRAIN_BYTES:
-            await _drain(stream, DRAIN_BYTES - size, timeout_s)
-        raise RequestError(413, too_big)
     return b"".join(chunks)
-
-
-async def _drain(stream: AsyncIterator[bytes], max_bytes: int, timeout_s: float) -> None:
-    """Read and discard the rest of a refused body, at most `max_bytes` and `timeout_s`."""
-    seen = 0
-    with anyio.move_on_after(timeout_s):
-        async for chunk in stream:
-            seen += len(chunk)
-            if seen > max_bytes:
-                return
 
 
 def parse_json(body: bytes) -> Any:
