@@ -1,6 +1,6 @@
 """Field specs: what the model knows about each encoded field, and which batch keys carry it.
 
-`EventTokenizer.field_specs()` returns plain dicts (docs/architecture.md section 4); they are stored as
+`EventTokenizer.field_specs()` returns plain dicts (one per encoded field); they are stored as
 such in `FoundationConfig.fields` so config.json stays readable. `FieldSpec` is the parsed, validated view
 that the embeddings and the objectives share, so the mapping "field kind -> batch keys" lives once, here.
 """
@@ -18,7 +18,7 @@ FIELD_KINDS = ("categorical", "numeric", "text", "time")
 HOUR_VOCAB_SIZE = 25
 DOW_VOCAB_SIZE = 8
 
-# The batch keys every time spec reads (section 5 of docs/architecture.md).
+# The batch keys every time spec reads.
 TIME_KEYS = ("time_gap_bin", "time_gap", "hour", "dow")
 
 # Which size entries each kind must carry.

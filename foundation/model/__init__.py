@@ -6,8 +6,8 @@ Importing this package registers the model with the transformers Auto classes, s
 
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
+from foundation.batch import FIELD_KINDS, FieldSpec, parse_field_specs
 from foundation.model.configuration import FoundationConfig
-from foundation.model.fields import FIELD_KINDS, FieldSpec, parse_field_specs
 from foundation.model.modeling import (
     FoundationForPretraining,
     FoundationModel,

@@ -7,7 +7,7 @@ from typing import Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from foundation.model.fields import parse_field_specs
+from foundation.batch import parse_field_specs
 
 
 @strict

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foundation.batch import DOW_VOCAB_SIZE, HOUR_VOCAB_SIZE, FieldSpec, parse_field_specs
 from foundation.model.configuration import FoundationConfig
-from foundation.model.fields import DOW_VOCAB_SIZE, HOUR_VOCAB_SIZE, FieldSpec, parse_field_specs
 
 # time_gap is log1p(seconds): 0..~17 for gaps up to a year. Dividing brings it near the unit range of the
 # standardised numeric values so that neither dominates the sum at init.

@@ -12,26 +12,13 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from foundation.batch import TIME_KEYS, FoundationModelOutput
 from foundation.model.configuration import FoundationConfig
 from foundation.model.embeddings import FoundationEventEmbedding, TextEmbedding
 from foundation.model.encoder import build_encoder, residual_init_std
-from foundation.model.fields import TIME_KEYS
+from foundation.objectives import build_objective
 
 REQUIRED_KEYS = ("attention_mask", "event_time", "entity_type", *TIME_KEYS)
-
-
-@dataclass
-class FoundationModelOutput(ModelOutput):
-    """Output of `FoundationModel`.
-
-    Args:
-        last_hidden_state: (B,T,H) hidden state after each event (zero at padded positions); causal, so the
-            state at i is the point-in-time embedding of the entity right after event i.
-        entity_embedding: (B,H) the hidden state at the last real event (`lengths - 1`); zero for an empty row.
-    """
-
-    last_hidden_state: torch.Tensor | None = None
-    entity_embedding: torch.Tensor | None = None
 
 
 @dataclass
@@ -166,10 +153,6 @@ class FoundationForPretraining(FoundationPreTrainedModel):
 
     def __init__(self, config: FoundationConfig):
         super().__init__(config)
-        # Imported here: foundation.objectives imports foundation.model.fields, so a module-level import
-        # would make the two packages import each other.
-        from foundation.objectives import build_objective
-
         if not config.objectives:
             raise ValueError("config.objectives is empty; name at least one, e.g. {'next_event': 1.0}")
         self.foundation = FoundationModel(config)

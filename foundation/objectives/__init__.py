@@ -17,7 +17,7 @@ from foundation.objectives.masked import MaskedEventObjective, choose_mask_posit
 from foundation.objectives.next_event import NextEventObjective
 
 if TYPE_CHECKING:
-    from foundation.model.configuration import FoundationConfig
+    from transformers import PretrainedConfig as FoundationConfig  # FoundationConfig; typed by its base here
 
 OBJECTIVES = ("next_event", "masked", "contrastive")
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from foundation.model.modeling import FoundationModelOutput
+    from foundation.batch import FoundationModelOutput
 
 
 class ContrastiveObjective(nn.Module):

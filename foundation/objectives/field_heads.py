@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foundation.model.fields import FieldSpec
+from foundation.batch import FieldSpec
 
 
 class FieldHead(nn.Module):

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from foundation.model.fields import parse_field_specs
+from foundation.batch import parse_field_specs
 from foundation.objectives.field_heads import FieldPredictionHeads
 
 if TYPE_CHECKING:
-    from foundation.model.modeling import FoundationModelOutput
+    from foundation.batch import FoundationModelOutput
 
 
 class NextEventObjective(nn.Module):
