@@ -1,13 +1,12 @@
 """Online serving: live per-entity state, scoring from it with what training wrote, the HTTP service.
 
+A leaf of the package: it imports the point-in-time core (`foundation.pointintime`: windows, batches, the
+encoder pass, task features, `PretrainedRun`) and the heads, and nothing in foundation/ imports it.
+
 - `state/`: the durable, idempotent per-entity event windows (SQLite embedded; Redis for several replicas).
 - `schemas`: raw JSON events -> canonical EventRecords, validated by the batch validator (clear 4xx).
-- `features`: section 8 as functions (windows, sequence tables, event vectors, task features), shared
-  with the batch path (foundation.embeddings, foundation.heads).
 - `engine`: point-in-time states of one encoder over the live state, cached; the background warmer.
-- `scorer`: loads tokenizer, model and heads; scores charge attempts; serves embeddings.
+- `scorer`: loads the run, its tokenizer, model and heads; scores charge attempts; serves embeddings.
 - `app`: the FastAPI service (`scripts/serve.py`); `metrics`: its Prometheus metrics.
-- `replay`, `loadtest`: loopback-only clients (`scripts/replay.py`, `python -m foundation.serving.loadtest`).
-
-Nothing is imported here: the batch path imports `foundation.serving.features` without the web stack.
+- `replay`, `loadtest`: loopback-only clients (`scripts/replay.py`, `scripts/loadtest.py`).
 """

@@ -1,6 +1,6 @@
 """Load test of a running service on this machine: /v1/score latency and /v1/events throughput.
 
-    python -m foundation.serving.loadtest loadtest.requests=500     (Hydra, conf/serve.yaml)
+    python scripts/loadtest.py loadtest.requests=500     (Hydra, conf/serve.yaml)
 
 - Scoring: charge attempts built from the events file (outcome fields and event ids removed, so nothing is
   committed; time set to now, so they follow every ingested event: the live case), sent by 1 and by 16
@@ -153,14 +153,3 @@ def run_loadtest(cfg: Any) -> dict[str, Any]:
               flush=True)
     return report
 
-
-if __name__ == "__main__":
-    import hydra
-
-    @hydra.main(version_base="1.3", config_path="../../conf", config_name="serve")
-    def _main(cfg: Any) -> None:
-        from foundation.cli import run_cli
-
-        run_cli(lambda: run_loadtest(cfg) and None)
-
-    _main()
