@@ -11,7 +11,7 @@ CONF_DATA = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def synthetic_raw(n: int = 200, seed: int = 0) -> pa.Table:
-    """Raw events with the column names and types of docs/architecture.md section 7."""
+    """Raw events with the column names and types of the synthetic world (the synthetic raw event contract)."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2024-01-01T00:00:00", "ms").astype(np.int64)
     ts = np.sort(start + rng.integers(0, 180 * 86_400_000, n))

@@ -42,7 +42,7 @@ def test_non_data_files_in_a_folder_are_skipped_counted_and_said(tmp_path, caplo
     _write_parts(raw, folder, rows_per_part=25)
     (folder / "notes.txt").write_text("loaded by hand on Monday\n")
     (folder / "README.md").write_text("# events\n")
-    with caplog.at_level(logging.WARNING, logger="foundation.data.events"):
+    with caplog.at_level(logging.WARNING, logger="foundation.data.source"):
         events = read_events(_folder_schema(folder))
     assert events["event_id"].to_pylist() == raw["event_id"].to_pylist()
     assert "skipped 2 file(s) that are not parquet data by their extension: README.md, notes.txt" in caplog.text

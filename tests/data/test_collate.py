@@ -1,4 +1,4 @@
-"""EventCollator and per_event_windows: the padded batch contract (architecture.md section 5)."""
+"""EventCollator and per_event_windows: the padded batch contract."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def tiny_schema(issuer: str = "aggregate") -> DataSchema:
 
 
 def canonical_table(n: int = 300, seed: int = 0, days: int = 5) -> pa.Table:
-    """A canonical event table (architecture.md section 2). Times are whole minutes so ties are common;
+    """A canonical event table. Times are whole minutes so ties are common;
     event ids are unpadded numbers so string order differs from numeric order ("10" < "9"); refunds have
     no issuer (an optional key)."""
     rng = np.random.default_rng(seed)

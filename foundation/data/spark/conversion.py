@@ -84,7 +84,7 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
         raw_arrow: the raw columns' Arrow types when known (nanosecond timestamps arrive as long; a
             dictionary-encoded key is not a string column for the empty-key check, as in pyarrow).
     Returns:
-        one `Converted` per canonical column (architecture.md section 2), in order.
+        one `Converted` per column of the canonical event table, in order.
     Raises:
         DataValidationError: a column whose type cannot be converted at all, or numeric times without a unit.
     """

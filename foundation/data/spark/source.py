@@ -16,8 +16,8 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from foundation.data.events import open_dataset, source_files
 from foundation.data.schema import DataSchema, SourceSpec
+from foundation.data.source import open_dataset, source_files
 from foundation.data.spark.session import require_utc
 
 ROW = "_source_row"

@@ -1,4 +1,5 @@
-"""Turn a block's attempts and follow-ups into the raw event table of architecture.md section 7."""
+"""Turn a block's attempts and follow-ups into the raw event table of the synthetic world (the synthetic
+raw event contract: the column names and types conf/data/synthetic.yaml maps)."""
 
 from __future__ import annotations
 
