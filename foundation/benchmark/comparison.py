@@ -102,7 +102,7 @@ def truncate_sequences(table: pa.Table, until_ms: int) -> pa.Table:
     """Sequence rows cut to their events strictly before `until_ms` (every list column), lengths updated.
 
     Args:
-        table: sequence rows (architecture.md section 3).
+        table: sequence rows (the per-entity sequence layout).
         until_ms: epoch milliseconds.
     """
     times = table.column("event_time").combine_chunks()
@@ -153,7 +153,7 @@ def example_keys(examples: dict[str, pa.Table]) -> pa.Table:
 
 def our_embeddings(model: torch.nn.Module, field_specs: Sequence[Mapping], store: SequenceStore,
                    keys: pa.Table) -> tuple[np.ndarray, np.ndarray, float]:
-    """Customer states strictly before each example with our trained model (section-8 windows).
+    """Customer states strictly before each example with our trained model (the block windows of foundation.pointintime).
 
     Returns:
         (embedding (N, H) float32, has_history (N,) bool, seconds).

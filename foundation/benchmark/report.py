@@ -127,7 +127,7 @@ def embeddings_section(res: Mapping[str, Any]) -> list[str]:
     subset = f"first {res['max_shards']} shard(s) per entity type" if res.get("max_shards") else "every entity"
     head = (f"`{res.get('preset')}` model, windows of {res.get('max_len')} events, {res.get('threads')} threads, "
             f"{subset} of the default world's full history; events/s = events passed through the encoder "
-            "(section-8 windows); parquet writing included.")
+            "(the block windows of foundation.pointintime); parquet writing included.")
     return [head, ""] + _table(["mode", "entity type", "entities", "seconds", "entities/s", "events/s", "note"], rows)
 
 

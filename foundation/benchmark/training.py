@@ -59,7 +59,7 @@ def bench_training(
     """Train `steps` AdamW steps of a preset on batches drawn from `encoded`; time data and model separately.
 
     Args:
-        encoded: encoded sequences of one entity type (architecture.md section 4).
+        encoded: encoded sequences of one entity type (EventTokenizer.encode output).
         preset: model size preset ("small", "base", ...); encoder_type: "transformer" | "gru".
         batch_size: entities per step (each gives `views` rows); max_len: longest window / view.
         peak_flops: the machine's matmul peak (FLOP/s); measured when None.

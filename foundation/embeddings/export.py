@@ -9,12 +9,12 @@ chunk) and `<out_dir>/manifest.json` (mode, width, counts, speed). Columns:
 | `entity_type` | string | customer, merchant, issuer |
 | `entity_id` | string | |
 | `as_of` | timestamp[ms] | time of the event (bucket end) the state follows: valid for any time after it |
-| `embedding` | fixed_size_list<float32>[H] | the hidden state after that event (its section-8 window) |
+| `embedding` | fixed_size_list<float32>[H] | the hidden state after that event (its block window) |
 | `event_id` | string | `per_event` mode only: the event, since several can share a millisecond |
 
 `mode="last"`: one row per entity, its state at the end of its history. `mode="per_event"`: one row per
 event, the entity's state right after it; the state *as of* a time t is the last row with
-(as_of, event_id) strictly before the event at t (architecture.md section 8).
+(as_of, event_id) strictly before the event at t (foundation.pointintime).
 """
 
 from __future__ import annotations

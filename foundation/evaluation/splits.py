@@ -307,7 +307,7 @@ def select_examples(
     """The task's labelled examples in one period of the out-of-time protocol.
 
     Args:
-        events: canonical event table (architecture.md section 2).
+        events: canonical event table (validate output).
         schema: the data schema (its `splits` fix the periods and the label delay).
         task: the task spec.
         split: "train", "validation" or "test".

@@ -78,7 +78,7 @@ class _Cached:
 
 
 class StateEngine:
-    """Exact section-8 states of one encoder from a StateStore.
+    """Exact point-in-time states of one encoder from a StateStore.
 
     Args:
         model: FoundationModel (put in eval mode).

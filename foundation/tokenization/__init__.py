@@ -1,6 +1,6 @@
 """EventTokenizer: fitted field encoders that turn sequence tables into model-ready integer/float lists.
 
-See docs/architecture.md sections 3-4 for the input and output tables.
+Input: per-entity sequence tables (foundation.data.sequences); output: encoded sequences, one list column per batch key.
 """
 
 from foundation.tokenization.encoders import CategoricalEncoder, NumericEncoder, TimeEncoder

@@ -5,7 +5,7 @@ concatenated); the tokenizer flattens the list columns and rebuilds the lists wi
 Each encoder has a matching fitter that accumulates statistics over many tables in one pass and
 ``finish()``es into the encoder.
 
-Id conventions (architecture.md section 4): 0 is always padding; 1 is OOV/null for categorical and
+Id conventions of encoded sequences: 0 is always padding; 1 is OOV/null for categorical and
 numeric fields and "no previous event" for the time gap; real values start at 2.
 """
 

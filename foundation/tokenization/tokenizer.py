@@ -1,4 +1,4 @@
-"""EventTokenizer: turns sequence tables (architecture.md section 3) into encoded sequences (section 4).
+"""EventTokenizer: turns per-entity sequence tables into encoded sequences (one list column per batch key).
 
 Fitted once on the pretraining period and saved next to the model as JSON, so training, evaluation and the
 online service encode events identically.
@@ -6,7 +6,7 @@ online service encode events identically.
 Example::
 
     tok = EventTokenizer.fit([customer_table, merchant_table], schema)  # pretraining period only
-    encoded = tok.encode(customer_table)  # pa.Table, section 4
+    encoded = tok.encode(customer_table)  # pa.Table of encoded sequences
     tok.save_pretrained("checkpoints/run/hf")
     EventTokenizer.from_pretrained("checkpoints/run/hf").field_specs()
 """
@@ -166,7 +166,7 @@ class EventTokenizer:
         arrow type (numbers -> numeric). Fields are the union over all tables (all entity types).
 
         Args:
-            tables: sequence tables (architecture.md section 3), any entity types, read once.
+            tables: sequence tables (foundation.data.sequences), any entity types, read once.
             schema: a DataSchema, or any object with ``fields`` and ``labels`` (mappings name -> spec, or
                 lists of specs with ``name``; specs may be objects or dicts); a field spec has ``type`` and
                 optional ``outcome``, ``min_count`` and ``extra``/``options`` (per-field overrides:
@@ -241,7 +241,7 @@ class EventTokenizer:
     # ------------------------------------------------------------ encoding
 
     def encode(self, table: pa.Table, progress: bool = False) -> pa.Table:
-        """Encode a sequence table (section 3) into encoded sequences (section 4), same rows in order.
+        """Encode a sequence table into encoded sequences, same rows in order.
 
         Fields absent from ``table`` are absent from the output; unseen categories map to OOV (id 1).
 
