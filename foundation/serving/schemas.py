@@ -215,7 +215,7 @@ class EventParser:
                                                  "required column is missing from the event"))
                     continue
                 text, reason, problem = self._as_text(row[column], kind)
-                if problem is None and kind == "id" and text is not None and text and not text.strip():
+                if problem is None and kind == "id" and text and not text.strip():
                     reason, problem = self._blank_key(column)
                 if problem is not None:
                     problems.append(_problem(i, column, keys.get(column, "event_id"), reason, problem))
