@@ -52,10 +52,11 @@ def label_evidence(events: pa.Table, schema: Any, config: VelocityConfig, rank: 
     """The label columns and disputes the risk features read; None when the table has neither."""
     n = len(events)
     labels = set(schema_labels(schema))
-    not_labels = [name for name in config.risk_labels if name not in labels]
-    if not_labels:
-        raise ValueError(f"velocity.risk_labels {not_labels} are not labels of the schema ({sorted(labels)})")
     present = [name for name in config.risk_labels if name in events.column_names]
+    not_labels = [name for name in present if name not in labels]
+    if not_labels:  # a column that is not a label would be read without its delay
+        raise ValueError(f"velocity.risk_labels {not_labels} are columns but not labels of the schema "
+                         f"({sorted(labels)})")
     labelled = np.zeros(n, dtype=bool)
     for name in present:
         try:
