@@ -177,13 +177,14 @@ CSV_HEADER = "time;card;terminal;amt;mcc;result;settled;fraud_flag\n"
 
 def write_csv(folder: Path, seed: int = 0) -> None:
     """Two messy CSV files: ISO times with and without offsets, fractions, a garbage time, keys with leading
-    zeros, empty and quoted-empty keys, padded/blank/non-numeric/NaN/negative/zero amounts, non-ASCII ids, and
-    a strptime-format time field with one- and two-digit parts and values in another layout."""
+    zeros, empty, quoted-empty and blank keys, padded/blank/non-numeric/NaN/negative/zero amounts, non-ASCII ids,
+    a strptime-format time field with one- and two-digit parts and values in another layout, and a stray
+    notes.txt that both backends skip."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     times = ["2024-01-0{d}T1{h}:0{m}:00", "2024-01-0{d} 1{h}:0{m}:05.25", "2024-01-0{d}T1{h}:0{m}:00Z",
              "2024-01-0{d}T1{h}:0{m}:00+02:00", "2024-01-0{d}", " 2024-01-0{d} 1{h}:0{m} "]
-    cards = ["0012", "12", "äb", "c9", "C10", "c1", '""', ""]
+    cards = ["0012", "12", "äb", "c9", "C10", "c1", '""', "", "  ", '" \t "']
     amounts = ["12.5", " 3 ", "1e2", "7", "-3", "", "abc", "nan", "0"]  # "0" is on the min: 0 boundary
     settled = ["1/2/2024 3:04", "01/02/2024 13:04", "15/01/2024 23:59", "2024-01-15", "", "7/1/2024 0:00"]
     for part in range(2):
@@ -192,11 +193,12 @@ def write_csv(folder: Path, seed: int = 0) -> None:
             time = rng.choice(times).format(d=rng.integers(1, 9), h=rng.integers(0, 9), m=rng.integers(0, 9))
             if rng.random() < 0.02:
                 time = "2024-02-30T10:00:00"
-            card = rng.choice(cards, p=[0.2, 0.15, 0.15, 0.15, 0.15, 0.14, 0.03, 0.03])
+            card = rng.choice(cards, p=[0.2, 0.15, 0.15, 0.15, 0.15, 0.12, 0.02, 0.02, 0.02, 0.02])
             amount = rng.choice(amounts, p=[0.3, 0.1, 0.1, 0.3, 0.04, 0.04, 0.04, 0.04, 0.04])
             lines.append(f"{time};{card};T{rng.integers(0, 6)};{amount};{rng.choice(['5411', '5812', ''])};"
                          f"{rng.choice(['approved', 'declined'])};{rng.choice(settled)};{rng.choice(['0', '1', ''])}\n")
         (folder / f"part-{part}.csv").write_text("".join(lines))
+    (folder / "notes.txt").write_text("exported by hand; not data\n")
 
 
 def csv_schema(folder: Path, on_error: str = "quarantine") -> DataSchema:
@@ -215,7 +217,8 @@ def csv_schema(folder: Path, on_error: str = "quarantine") -> DataSchema:
 
 @pytest.mark.slow
 def test_csv_source_matches_pyarrow(spark, tmp_path):
-    """CSV read as text: row numbers across files, null/empty/quoted-empty keys, ISO parsing, number parsing."""
+    """CSV read as text: row numbers across files, null/empty/quoted-empty/blank keys, ISO parsing, number
+    parsing, a non-data file skipped by both backends."""
     write_csv(tmp_path / "pos")
     schema = csv_schema(tmp_path / "pos")
     result = validate_pyarrow(read_events_pyarrow(schema), schema, quarantine_dir=tmp_path / "q_pa")
@@ -230,6 +233,8 @@ def test_csv_source_matches_pyarrow(spark, tmp_path):
     assert {"unparsable_timestamp", "null_entity_key.customer", "wrong_type.amount", "nan_value.amount",
             "null_value.amount", "negative_value.amount", "unparsable_timestamp.settled"} <= set(result.quarantine_counts)
     assert spark_result.quarantine_counts == result.quarantine_counts
+    blank_keys = pq.read_table(tmp_path / "q_pa" / "null_entity_key.customer.parquet")["card"].to_pylist()
+    assert {"  ", " \t "} <= set(blank_keys)  # whitespace-only keys are quarantined like null ones
     assert_same_quarantine(tmp_path / "q_pa", tmp_path / "q_sp")
     assert_same_sequences(tmp_path / "pa", tmp_path / "sp")
 
