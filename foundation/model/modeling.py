@@ -3,6 +3,7 @@ wrapper, following the transformers config/model pair (configuration_bert.py / m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from foundation.batch import TIME_KEYS, FoundationModelOutput
+from foundation.model import hub
 from foundation.model.configuration import FoundationConfig
 from foundation.model.embeddings import FoundationEventEmbedding, TextEmbedding
 from foundation.model.encoder import build_encoder, residual_init_std
@@ -48,6 +50,16 @@ class FoundationPreTrainedModel(PreTrainedModel):
     base_model_prefix = "foundation"
     main_input_name = "batch"
     _no_split_modules = ["TransformerBlock"]
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained`, plus what makes the folder self-sufficient (foundation/model/hub.py):
+        `auto_map` and its module (`trust_remote_code=True` loading), the next-event heads of the folder this
+        model was loaded from, and files readable by others."""
+        self.config.auto_map = dict(hub.AUTO_MAP)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        hub.write_remote_code(save_directory)
+        hub.carry_heads(self.name_or_path, save_directory)
+        hub.make_readable(save_directory)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Normal(0, initializer_range) for linear/embedding weights (HF default), plus the modules the
