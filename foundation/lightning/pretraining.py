@@ -12,6 +12,18 @@ from transformers import get_cosine_schedule_with_warmup
 from foundation.model import FoundationConfig, FoundationForPretraining
 
 
+def present_field_metrics(metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`metrics` without the per-field `<field>_loss` / `<field>_acc` of fields that have no target in the
+    batch (an issuer aggregate in a customer batch): the field heads report exactly 0 for them, and logging
+    that would draw every per-field curve down to zero. Costs one host sync for all fields."""
+    loss_keys = [key for key in metrics if key.endswith("_loss")]
+    if not loss_keys:
+        return metrics
+    values = torch.stack([metrics[key].detach().float() for key in loss_keys]).tolist()
+    absent = {key[: -len("_loss")] for key, value in zip(loss_keys, values) if value == 0.0}
+    return {key: value for key, value in metrics.items() if key.rsplit("_", 1)[0] not in absent}
+
+
 class PretrainingModule(pl.LightningModule):
     """Train `FoundationForPretraining` with AdamW and a warmup + cosine schedule.
 
@@ -43,8 +55,17 @@ class PretrainingModule(pl.LightningModule):
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         for name, value in out.losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
-        for name, value in (out.metrics or {}).items():  # per-field losses and accuracies, masked rate, ...
-            self.log(f"{stage}/{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+        metrics = out.metrics or {}
+        if stage == "train" and not self.trainer._logger_connector.should_update_logs:
+            return out.loss  # Lightning drops the step metrics of a step it does not log: skip the sync
+        present = present_field_metrics(metrics)
+        for name, value in metrics.items():  # per-field losses and accuracies, masked rate, ...
+            if name in present:
+                self.log(f"{stage}/{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+            elif stage != "train":
+                # Weight 0 keeps the key on every rank (DDP syncs validation means key by key) without
+                # pulling the epoch mean towards 0; a field absent all epoch reads NaN, not 0.
+                self.log(f"{stage}/{name}", value, batch_size=0, sync_dist=True)
         return out.loss
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -27,11 +27,16 @@ TINY = [
 ]
 
 
-def run_pretrain(project_root: Path, overrides: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROJECT_ROOT": str(project_root), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+def script_env(project_root: Path) -> dict[str, str]:
+    return {**os.environ, "PROJECT_ROOT": str(project_root), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+
+
+def run_pretrain(project_root: Path, overrides: list[str], timeout: int = 600, tiny: bool = True
+                 ) -> subprocess.CompletedProcess:
+    """scripts/pretrain.py with the TINY overrides (or, `tiny=False`, only `overrides`: a bare resume)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "pretrain.py"), *TINY, *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, str(ROOT / "scripts" / "pretrain.py"), *(TINY if tiny else []), *overrides],
+        cwd=ROOT, env=script_env(project_root), capture_output=True, text=True, timeout=timeout,
     )
 
 
