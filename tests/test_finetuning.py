@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 from omegaconf import OmegaConf
 
-from foundation.finetuning import _pool, bound_examples, chosen_customers, results_table
+from foundation.evaluation.splits import TaskSpec
+from foundation.finetuning import CONF_DIR, bound_examples, chosen_customers, results_table, training_pool
 from tests.embeddings.world import REPO, raw_events, write_events
 
 SCHEMA = OmegaConf.create({"splits": {"pretrain": {"start": "2024-01-01", "end": "2024-04-01"},
@@ -46,18 +47,58 @@ def test_customer_share_is_seeded_and_the_pool_keeps_positives():
     assert len(first) == 20 and first.equals(again) and not first.equals(chosen_customers(events, 0.2, 4))
     assert chosen_customers(events, None, 0) is None and chosen_customers(events, 1.0, 0) is None
     labels = np.r_[np.ones(10, int), np.zeros(990, int)]
-    pool = _pool(labels, 100, 0.25, 0)
+    pool = training_pool(labels, 100, 0.25, 0)
     assert labels[pool].sum() == 10 and len(pool) == 100 and len(np.unique(pool)) == 100
 
 
 def test_results_table_lists_every_model_with_intervals(tmp_path):
     cell = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
     rows = [{"task": "fraud", "model": m, "label_fraction": f, "n_train": 10, "n_test": 100, "n_test_positive": 5,
-             "pr_auc": cell, "roc_auc": cell} for m in ("probe", "velocity_gbdt") for f in (0.1, 1.0)]
+             "pr_auc": cell, "roc_auc": cell} for m in ("probe", "velocity_lgbm_baseline") for f in (0.1, 1.0)]
     (tmp_path / "metrics.json").write_text(json.dumps({"results": rows}))
     table = results_table(tmp_path / "metrics.json")
     assert "fraud: 100 test examples, 5 positive (base rate 0.0500)" in table
-    assert table.count("0.5000 [0.4000, 0.6000]") == 8 and "velocity_gbdt" in table and " 10% " in table
+    assert table.count("0.5000 [0.4000, 0.6000]") == 8 and "velocity_lgbm_baseline " in table and " 10% " in table
+
+
+def test_every_head_and_baseline_is_built_from_its_yaml():
+    from foundation.finetuning import finetune_config, instantiate_models
+    from foundation.finetuning.blocks import RawFields, VelocityFeatures
+    from foundation.finetuning.recipes import FrozenFeatures, FullFinetune
+    from foundation.heads import FullHead, GBDTHead, MLPHead, ProbeHead
+
+    models = instantiate_models(finetune_config(["checkpoint=x", "head=all"]))
+    assert list(models) == ["probe", "mlp", "gbdt", "embeddings_velocity_lgbm", "full", "scratch",
+                            "velocity_lgbm_baseline"]
+    task = TaskSpec.from_config(CONF_DIR / "task" / "fraud.yaml")
+    heads = {name: m.head(task=task) for name, m in models.items() if isinstance(m, FrozenFeatures)}
+    assert type(heads["probe"]) is ProbeHead and type(heads["mlp"]) is MLPHead
+    assert heads["mlp"].hidden_sizes == [256, 128] and heads["probe"].max_epochs == 15
+    # the gbdt heads are the task's LightGBM block with the head's overrides on top
+    assert heads["gbdt"].num_boost_round == 200 and heads["gbdt"].params["feature_fraction"] == 0.5
+    assert heads["gbdt"].params["num_leaves"] == task.gbdt["params"]["num_leaves"]
+    assert isinstance(heads["velocity_lgbm_baseline"], GBDTHead) and not models["velocity_lgbm_baseline"].embeddings
+    assert isinstance(models["gbdt"].extra, RawFields)
+    assert isinstance(models["embeddings_velocity_lgbm"].extra, VelocityFeatures)
+    assert isinstance(models["full"], FullFinetune) and models["full"].head.func == FullHead.for_task
+    assert models["full"].pretrained and not models["scratch"].pretrained
+    none = instantiate_models(finetune_config(["checkpoint=x", "head=probe", "baselines.scratch=false",
+                                               "baselines.velocity_lgbm_baseline=false"]))
+    assert list(none) == ["probe"]
+
+
+def test_a_single_class_split_names_the_overrides_of_the_run_experiment():
+    from foundation.finetuning.examples import check_classes, widening_hint
+
+    one_class = _examples(["2024-05-20", "2024-05-21"]).filter(pa.array([True, False]))
+    smoke = ["examples.customers=null", "examples.days=null", "label_fractions=[1.0]"]
+    with pytest.raises(ValueError, match=r"test examples \(1, 0 positive\) hold a single class; the pretraining "
+                                         r"run's experiment fine-tunes with `examples.customers=null "
+                                         r"examples.days=null label_fractions=\[1.0\]`"):
+        check_classes("fraud", "test", one_class, widening_hint(smoke))
+    with pytest.raises(ValueError, match="examples.customers=null examples.days=null"):
+        check_classes("fraud", "test", one_class, widening_hint([]))
+    check_classes("fraud", "test", _examples(["2024-05-20", "2024-05-21"]), widening_hint([]))
 
 
 @pytest.mark.slow
@@ -84,11 +125,11 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     run_dir = pretrain(cfg)
     GlobalHydra.instance().clear()
 
-    quick = ["examples.customers=null", "examples.days=null", "label_fractions=[0.5,1.0]", "heads.full.steps=4",
+    quick = ["examples.customers=null", "examples.days=null", "label_fractions=[0.5,1.0]", "heads.full.head.steps=4",
              "heads.full.label_fractions=[0.5,1.0]",
-             "heads.full.eval_every=2", "heads.full.train_window=4", "heads.full.max_validation=200",
-             "heads.probe.max_epochs=3", "heads.mlp.max_epochs=3", "heads.gbdt.gbdt.num_boost_round=20",
-             "heads.gbdt_velocity.gbdt.num_boost_round=20",
+             "heads.full.head.eval_every=2", "heads.full.head.train_window=4", "heads.full.max_validation=200",
+             "heads.probe.head.max_epochs=3", "heads.mlp.head.max_epochs=3", "heads.gbdt.head.num_boost_round=20",
+             "heads.embeddings_velocity_lgbm.head.num_boost_round=20",
              "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), f"checkpoint={run_dir}",
                           f"paths.root_dir={tmp_path}", "task=authorization", "head=all", "run_name=ft", *quick],
@@ -98,29 +139,31 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     assert folder == tmp_path / "checkpoints" / "ft"
     rows = json.loads((folder / "metrics.json").read_text())["results"]
     models = {(r["model"], r["label_fraction"]) for r in rows}
-    for model in ("probe", "mlp", "full", "gbdt", "gbdt_velocity", "scratch", "velocity_gbdt"):
+    for model in ("probe", "mlp", "full", "gbdt", "embeddings_velocity_lgbm", "scratch", "velocity_lgbm_baseline"):
         assert {(model, 0.5), (model, 1.0)} <= models
         head_dir = folder / "heads" / "authorization" / model
-        if model != "velocity_gbdt":
+        if model != "velocity_lgbm_baseline":
             head = load_head(head_dir)
             meta = json.loads((head_dir / "head.json").read_text())
             assert meta["task"] == "authorization" and meta["threshold"] == head.threshold
-    # frozen heads read the event surprise under the pretrained next-event heads; gbdt_velocity adds the
-    # embeddings to the velocity baseline's own features
+    # frozen heads read the event surprise under the pretrained next-event heads; embeddings_velocity_lgbm adds
+    # the embeddings to the velocity baseline's own features
     probe_layout = json.loads((folder / "heads" / "authorization" / "probe" / "head.json").read_text())["feature_layout"]
     assert "surprise_total" in probe_layout["surprise"]
-    both_layout = json.loads((folder / "heads" / "authorization" / "gbdt_velocity" / "head.json").read_text())
-    assert both_layout["feature_layout"]["kind"] == "section8+velocity"
+    both = load_head(folder / "heads" / "authorization" / "embeddings_velocity_lgbm")
+    assert both.inputs.velocity_names and both.inputs.embeddings and not both.inputs.servable
     from foundation.serving.scorer import Scorer
 
     with pytest.raises(ValueError, match="cannot be served online"):  # no velocity windows in the service
-        Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "gbdt_velocity"}})
+        Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder),
+                                                                 "head": "embeddings_velocity_lgbm"}})
     served = Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "probe"}})
     assert served.heads[0].surprise == tuple(probe_layout["surprise"])
     # every model is compared with the baselines on paired resamples of the same test examples
     comparisons = json.loads((folder / "metrics.json").read_text())["comparisons"]
     pairs = {(c["model"], c["label_fraction"], c["baseline"]) for c in comparisons}
-    assert {("probe", 1.0, "velocity_gbdt"), ("gbdt_velocity", 1.0, "velocity_gbdt"), ("mlp", 0.5, "scratch")} <= pairs
+    assert {("probe", 1.0, "velocity_lgbm_baseline"), ("embeddings_velocity_lgbm", 1.0, "velocity_lgbm_baseline"),
+            ("mlp", 0.5, "scratch")} <= pairs
     assert all(c["ci_low"] <= c["delta"] <= c["ci_high"] and c["beats_baseline"] == (c["ci_low"] > 0)
                for c in comparisons)
     assert "Against the baselines" in (folder / "report.md").read_text()
@@ -131,5 +174,5 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     both, table = finetune_all(finetune_config([f"checkpoint={run_dir}", f"paths.root_dir={tmp_path}",
                                                 "head=probe", "baselines.scratch=false", "run_name=all",
                                                 *[q for q in quick if not q.startswith("heads.")]]))
-    assert "fraud:" in table and "authorization:" in table and "velocity_gbdt" in table
+    assert "fraud:" in table and "authorization:" in table and "velocity_lgbm_baseline" in table
     assert both == tmp_path / "checkpoints" / "all"

@@ -24,8 +24,10 @@ from foundation.evaluation.metrics import METRIC_NAMES, evaluate_scores, metric_
 
 log = logging.getLogger(__name__)
 
-VELOCITY_BASELINE = "velocity_gbdt"  # baseline (a), foundation.evaluation.baseline
-SCRATCH_BASELINE = "scratch"          # baseline (b)
+# Baseline (a), LightGBM on the velocity features alone (conf/finetune.yaml `baselines`); named so that it
+# cannot be taken for the head `embeddings_velocity_lgbm` (the same LightGBM with the embeddings added).
+VELOCITY_BASELINE = "velocity_lgbm_baseline"
+SCRATCH_BASELINE = "scratch"          # baseline (b): the full head from a random encoder
 BASELINES = (VELOCITY_BASELINE, SCRATCH_BASELINE)
 
 
@@ -35,7 +37,7 @@ class ModelResult:
 
     Attributes:
         task: task name (`fraud`, `authorization`).
-        model: model or head name (`velocity_gbdt`, `probe`, `mlp`, `full`, `gbdt_embeddings`, ...).
+        model: model or head name (`velocity_lgbm_baseline`, `probe`, `mlp`, `full`, `gbdt`, ...).
         labels: (N,) 0/1 test labels.
         scores: (N,) test scores, higher = more likely positive.
         label_fraction: fraction of the training labels the model was trained on.
@@ -78,7 +80,7 @@ class ModelResult:
 
     @property
     def label(self) -> str:
-        """The model name with its label fraction when below 100% (`velocity_gbdt@10%`)."""
+        """The model name with its label fraction when below 100% (`velocity_lgbm_baseline@10%`)."""
         return self.model if self.label_fraction >= 1.0 else f"{self.model}@{self.label_fraction:.0%}"
 
 

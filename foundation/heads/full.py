@@ -1,6 +1,6 @@
 """Full fine-tuning: the encoder and an MLP head trained end to end on a task's labels.
 
-Each example is seen exactly as the scorer sees it (docs/architecture.md section 8): per task entity, the
+Each example is seen exactly as the scorer sees it (the point-in-time task features): per task entity, the
 window of that entity's sequence ending at its last event before the attempt, whose final hidden state is
 the entity's state; the attempt's own event vector with its outcome fields removed; the has-history flags;
 all concatenated in `task_features` order and fed to the head. Gradients reach the encoder through all of
@@ -10,15 +10,14 @@ validation PR-AUC is measured and the best weights are kept.
 
 `baseline (b)` is the same class with a randomly initialised encoder of the same config (`pretrained=False`).
 
-On disk (section 8): `<dir>/head.safetensors` (the head MLP), `<dir>/encoder/` (the fine-tuned encoder in HF
-format with its tokenizer) and `<dir>/head.json`. `predict_proba(features)` takes features computed with
+On disk: `<dir>/head.safetensors` (the head MLP), `<dir>/encoder/` (the fine-tuned encoder in HF format with its
+tokenizer) and `<dir>/head.json` (foundation.heads.base). `predict_proba(features)` takes features computed with
 *that* encoder (`FullHead.encoder`), not the pretrained one.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from tqdm.auto import tqdm
 
 from foundation.data.collate import ArrowRows, assemble, batch_columns
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.gbdt import _json_default, best_f1_threshold
+from foundation.heads.base import Head, best_f1_threshold
+from foundation.heads.inputs import HeadInputs
 from foundation.heads.mlp import mlp_body
 from foundation.pointintime import (
     EVENT_ENTITY,
@@ -81,7 +81,7 @@ def window_set(states: PointInTimeStates, examples: ExampleStates, labels: np.nd
         examples: ExampleStates of these examples (the as-of indices are model-independent).
         labels: (N,) 0/1.
         entities: the task's entity types.
-        max_events: None = the exact section-8 windows; an int keeps only the last `max_events` events of
+        max_events: None = the exact point-in-time windows; an int keeps only the last `max_events` events of
             each window (cheaper training; evaluation always uses exact windows).
     Returns:
         WindowSet.
@@ -99,7 +99,7 @@ def window_set(states: PointInTimeStates, examples: ExampleStates, labels: np.nd
     return WindowSet(tables, events, np.asarray(labels, dtype=np.int64))
 
 
-class FullHead:
+class FullHead(Head):
     """Encoder + MLP head fine-tuned end to end.
 
     Args:
@@ -113,19 +113,23 @@ class FullHead:
         eval_every: steps between validation PR-AUC checks (early stopping on it).
         patience: checks without improvement before stopping.
         positive_share: share of each batch drawn from the positive examples.
-        train_window: None = exact section-8 windows in training; an int caps them (faster).
+        train_window: None = exact point-in-time windows in training; an int caps them (faster).
         seed: sampling and head-initialisation seed.
         device: where training runs.
         pretrained: whether the encoder came from pretraining (recorded in head.json).
     """
 
     head_type = "full"
+    file_format = "safetensors"
+    weight_files = ("head.safetensors", "encoder/config.json")
+    own_keys = ("encoder", "feature_layout", "settings")
 
     def __init__(self, encoder: Any, field_specs: Sequence[Mapping[str, Any]], entities: Sequence[str],
                  hidden_sizes: Sequence[int] = (128,), dropout: float = 0.1, encoder_lr: float = 3e-4,
                  head_lr: float = 1e-3, weight_decay: float = 0.01, steps: int = 200, batch_size: int = 32,
                  eval_every: int = 50, patience: int = 3, positive_share: float = 0.25,
                  train_window: int | None = None, seed: int = 0, device: str = "cpu", pretrained: bool = True):
+        super().__init__()
         self.encoder = encoder.to(device)
         self.field_specs = list(field_specs)
         self.columns = batch_columns(self.field_specs)
@@ -138,9 +142,16 @@ class FullHead:
         self.seed, self.device, self.pretrained = int(seed), torch.device(device), bool(pretrained)
         torch.manual_seed(self.seed)
         self.head = mlp_body(self.layout.n_features, self.hidden_sizes, self.dropout).to(self.device)
-        self.threshold: float | None = None
-        self.info: dict[str, Any] = {}
-        self.metadata: dict[str, Any] = {}
+        self.inputs = HeadInputs.of(self.layout)
+
+    @classmethod
+    def for_task(cls, task: Any, encoder: Any = None, field_specs: Sequence[Mapping[str, Any]] = (),
+                 **settings: Any) -> FullHead:
+        """conf/head/full.yaml `_target_`: the encoder to fine-tune and the task's entities complete the settings."""
+        return cls(encoder, field_specs, task.entities, **settings)
+
+    def result_extra(self) -> dict[str, Any]:
+        return {"best_step": self.info["best_step"], "validation_pr_auc": self.info["validation_pr_auc"]}
 
     @property
     def n_features(self) -> int:
@@ -255,7 +266,7 @@ class FullHead:
         return self
 
     def choose_threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:
-        """Set the F1-best threshold on validation scores (computed with exact section-8 features)."""
+        """Set the F1-best threshold on validation scores (computed with exact point-in-time features)."""
         self.threshold, f1 = best_f1_threshold(np.asarray(labels), np.asarray(scores))
         self.info["validation_f1_at_threshold"] = f1
         return self.threshold
@@ -271,46 +282,33 @@ class FullHead:
                for a in range(0, len(X), 65536)]
         return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
-
     # ------------------------------------------------------------ files
 
     def save(self, directory: str | Path, tokenizer: Any = None, **metadata: Any) -> Path:
         """Write head.safetensors, encoder/ (HF format, plus the tokenizer when given) and head.json."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = super().save(directory, **metadata)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory / "encoder")
+        return directory
+
+    def _write_weights(self, directory: Path) -> dict[str, Any]:
         save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()},
                   directory / "head.safetensors")
         self.encoder.save_pretrained(directory / "encoder")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory / "encoder")
-        head = {"head": self.head_type, "format": "safetensors", "threshold": self.threshold,
-                "n_features": self.n_features, "encoder": "encoder", "entity_types": list(self.layout.entities),
-                "feature_layout": self.layout.to_dict(), "settings": self.settings(), "training": self.info,
-                **metadata}
-        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
-        return directory
+        return {"encoder": "encoder", "entity_types": list(self.layout.entities), "settings": self.settings()}
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> FullHead:
         """Load a head written by save(): the fine-tuned encoder and the head; predictions are identical."""
+        return super().load(directory, device=device)
+
+    @classmethod
+    def _read(cls, directory: Path, meta: dict[str, Any], device: str = "cpu", **options: Any) -> FullHead:
         from foundation.model import FoundationModel
 
-        directory = Path(directory)
-        for name in ("head.safetensors", "head.json", "encoder/config.json"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"full head: {directory / name} is missing")
-        meta = json.loads((directory / "head.json").read_text())
-        if meta.get("head") != cls.head_type:
-            raise ValueError(f"{directory}/head.json is a {meta.get('head')!r} head, not {cls.head_type!r}")
         encoder = FoundationModel.from_pretrained(directory / "encoder").eval()
-        settings = dict(meta.get("settings", {}))
-        model = cls(encoder, encoder.config.fields, meta["feature_layout"]["entities"], device=device, **settings)
+        model = cls(encoder, encoder.config.fields, meta["feature_layout"]["entities"], device=device,
+                    **dict(meta.get("settings", {})))
         model.head.load_state_dict(load_file(directory / "head.safetensors"))
         model.head.eval()
-        model.threshold = meta.get("threshold")
-        model.info = meta.get("training", {})
-        model.metadata = {k: v for k, v in meta.items() if k not in (
-            "head", "format", "threshold", "n_features", "encoder", "feature_layout", "settings", "training")}
         return model

@@ -4,14 +4,12 @@ Class imbalance is handled by `scale_pos_weight` (default: negatives / positives
 the number of trees by early stopping on the validation set (average precision), and the decision threshold
 is chosen on the validation set (the one maximising F1) and stored with the model, never tuned on test.
 
-On disk (architecture.md section 8): `<dir>/model.txt` (LightGBM text model at the best iteration) and
-`<dir>/head.json` (head type, threshold, feature layout, parameters, metrics and whatever the caller adds:
-task, entity types).
+On disk: `<dir>/model.txt` (LightGBM text model at the best iteration) and `<dir>/head.json` (foundation.heads.base:
+head type, threshold, feature layout, parameters, metrics and whatever the caller adds: task, entity types).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 from tqdm.auto import tqdm
+
+from foundation.heads.base import Head, best_f1_threshold, check_xy
 
 log = logging.getLogger(__name__)
 
@@ -36,47 +36,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_threads": 2,
     "seed": 0,
 }
-HEAD_TYPE = "gbdt"
 
 
-def _check_xy(X: np.ndarray, y: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name}: features must be 2-D (N, D), got shape {X.shape}")
-    if y is None:
-        return X, None
-    y = np.asarray(y)
-    if y.shape != (len(X),):
-        raise ValueError(f"{name}: labels must have shape ({len(X)},), got {y.shape}")
-    values = np.unique(y)
-    if not np.isin(values, [0, 1]).all():
-        raise ValueError(f"{name}: labels must be 0/1, got values {values[:5]}")
-    if len(values) < 2:
-        raise ValueError(f"{name}: labels hold a single class ({values}); a binary head needs both")
-    return X, y.astype(np.float64)
-
-
-def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """The score threshold maximising F1 (flag scores >= threshold), and that F1.
-
-    Args:
-        labels: (N,) 0/1.
-        scores: (N,).
-
-    Returns:
-        (threshold, f1).
-    """
-    order = np.argsort(scores, kind="mergesort")[::-1]
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # last row of each tied score
-    tps = np.cumsum(sorted_labels)[ends]
-    flagged = ends + 1.0
-    f1 = 2 * tps / (flagged + sorted_labels.sum())
-    best = int(np.argmax(f1))
-    return float(sorted_scores[ends[best]]), float(f1[best])
-
-
-class GBDTHead:
+class GBDTHead(Head):
     """LightGBM binary classifier with early stopping and a validation-chosen threshold.
 
     Args:
@@ -90,21 +52,24 @@ class GBDTHead:
         >>> p = head.predict_proba(X_test)  # (N,)  # doctest: +SKIP
     """
 
+    head_type = "gbdt"
+    file_format = "lightgbm"
+    weight_files = ("model.txt",)
+    own_keys = ("feature_names", "categorical_features", "params", "num_boost_round", "early_stopping_rounds")
+
     def __init__(
         self,
         params: Mapping[str, Any] | None = None,
         num_boost_round: int = 1000,
         early_stopping_rounds: int = 50,
     ):
+        super().__init__()
         self.params = {**DEFAULT_PARAMS, **dict(params or {})}
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = int(early_stopping_rounds)
         self.booster: lgb.Booster | None = None
-        self.threshold: float | None = None
         self.feature_names: list[str] | None = None
         self.categorical_features: list[str] = []
-        self.info: dict[str, Any] = {}
-        self.metadata: dict[str, Any] = {}  # what save(**metadata) stored: task, entity types, ...
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> GBDTHead:
@@ -114,6 +79,19 @@ class GBDTHead:
         if unknown:
             raise ValueError(f"gbdt config: unknown keys {unknown}")
         return cls(cfg.get("params"), cfg.get("num_boost_round", 1000), cfg.get("early_stopping_rounds", 50))
+
+    @classmethod
+    def for_task(cls, task: Any, **overrides: Any) -> GBDTHead:
+        """The task's `gbdt` block (conf/task/<task>.yaml) with `overrides` on top: keys replace the task's,
+        `params` are merged key by key (e.g. fewer, faster trees on the ~400 columns of embeddings + raw)."""
+        settings = {**dict(task.gbdt or {})}
+        overrides = dict(overrides)
+        settings["params"] = {**dict(settings.get("params") or {}), **dict(overrides.pop("params", None) or {})}
+        settings.update(overrides)
+        return cls.from_config(settings)
+
+    def result_extra(self) -> dict[str, Any]:
+        return {f"gbdt_{k}": v for k, v in self.info.items()}
 
     @property
     def n_features(self) -> int:
@@ -143,8 +121,8 @@ class GBDTHead:
         Returns:
             self.
         """
-        X_train, y_train = _check_xy(X_train, y_train, "train")
-        X_val, y_val = _check_xy(X_val, y_val, "validation")
+        X_train, y_train = check_xy(X_train, y_train, "train")
+        X_val, y_val = check_xy(X_val, y_val, "validation")
         if X_train.shape[1] != X_val.shape[1]:
             raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
         names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(X_train.shape[1])]
@@ -202,76 +180,24 @@ class GBDTHead:
         """Positive-class scores (N,) for features X (N, D) (probabilities, distorted by scale_pos_weight)."""
         if self.booster is None:
             raise RuntimeError("GBDTHead is not fitted; call fit() or GBDTHead.load()")
-        X, _ = _check_xy(X, None, "predict")
+        X, _ = check_xy(X, None, "predict")
         if X.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} feature columns, got {X.shape[1]}")
         best = self.booster.best_iteration or None
         return np.asarray(self.booster.predict(X, num_iteration=best), dtype=np.float64)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """(N,) int 0/1 decisions at the validation-chosen threshold."""
-        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
-
-    def save(self, directory: str | Path, **metadata: Any) -> Path:
-        """Write `model.txt` and `head.json` into directory.
-
-        Args:
-            directory: the head's folder, e.g. <run_dir>/heads/<task>/gbdt.
-            **metadata: merged into head.json (e.g. task="fraud", entity_types=[...],
-                feature_layout={...}, metrics={...}); must be JSON-serialisable.
-
-        Returns:
-            The directory.
-        """
+    def _write_weights(self, directory: Path) -> dict[str, Any]:
         if self.booster is None:
             raise RuntimeError("GBDTHead is not fitted")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / "model.txt"), num_iteration=self.booster.best_iteration or None)
-        params = {k: v for k, v in self.params.items() if k not in ("metric", "verbosity")}
-        head = {
-            "head": HEAD_TYPE,
-            "format": "lightgbm",
-            "threshold": self.threshold,
-            "n_features": self.n_features,
-            "feature_names": self.feature_names,
-            "categorical_features": self.categorical_features,
-            "params": params,
-            "num_boost_round": self.num_boost_round,
-            "early_stopping_rounds": self.early_stopping_rounds,
-            "training": self.info,
-            **metadata,
-        }
-        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
-        return directory
+        return {"feature_names": self.feature_names, "categorical_features": self.categorical_features,
+                "params": {k: v for k, v in self.params.items() if k not in ("metric", "verbosity")},
+                "num_boost_round": self.num_boost_round, "early_stopping_rounds": self.early_stopping_rounds}
 
     @classmethod
-    def load(cls, directory: str | Path) -> GBDTHead:
-        """Load a head written by save(); predictions equal the saved model's."""
-        directory = Path(directory)
-        for name in ("model.txt", "head.json"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"GBDT head: {directory / name} is missing")
-        head = json.loads((directory / "head.json").read_text())
-        if head.get("head") != HEAD_TYPE:
-            raise ValueError(f"{directory}/head.json is a {head.get('head')!r} head, not {HEAD_TYPE!r}")
-        model = cls(head.get("params"), head.get("num_boost_round", 1000), head.get("early_stopping_rounds", 50))
+    def _read(cls, directory: Path, meta: dict[str, Any], **options: Any) -> GBDTHead:
+        model = cls(meta.get("params"), meta.get("num_boost_round", 1000), meta.get("early_stopping_rounds", 50))
         model.booster = lgb.Booster(model_file=str(directory / "model.txt"))
-        model.threshold = head.get("threshold")
-        model.feature_names = head.get("feature_names")
-        model.categorical_features = head.get("categorical_features", [])
-        model.info = head.get("training", {})
-        model.metadata = {k: v for k, v in head.items() if k not in (
-            "head", "format", "threshold", "n_features", "feature_names", "categorical_features", "params",
-            "num_boost_round", "early_stopping_rounds", "training")}
+        model.feature_names = meta.get("feature_names")
+        model.categorical_features = meta.get("categorical_features", [])
         return model
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"head.json: cannot serialise {type(value).__name__}")

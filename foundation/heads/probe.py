@@ -5,14 +5,13 @@ cross-entropy with `pos_weight` = negatives / positives (class imbalance), AdamW
 epoch the validation PR-AUC (average precision) is measured and the best epoch's weights are kept (early
 stopping with `patience` epochs). The decision threshold is the F1-best one on validation, never on test.
 
-On disk (docs/architecture.md section 8): `<dir>/head.safetensors` (network weights, `mean`, `std`) and
-`<dir>/head.json` (head type, architecture, threshold, feature layout, metrics, whatever the caller adds).
+On disk: `<dir>/head.safetensors` (network weights, `mean`, `std`) and `<dir>/head.json` (foundation.heads.base:
+head type, architecture, settings, threshold, feature layout, metrics, whatever the caller adds).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.gbdt import _check_xy, _json_default, best_f1_threshold
+from foundation.heads.base import Head, best_f1_threshold, check_xy
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class ProbeHead:
+class ProbeHead(Head):
     """Logistic regression on frozen features (a linear probe of the embeddings).
 
     Args:
@@ -77,17 +76,18 @@ class ProbeHead:
     """
 
     head_type = "probe"
+    file_format = "safetensors"
+    weight_files = ("head.safetensors",)
+    own_keys = ("architecture", "settings")
 
     def __init__(self, lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 512, max_epochs: int = 30,
                  patience: int = 4, seed: int = 0, threads: int = 1):
+        super().__init__()
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.threads = int(threads)
         self.batch_size, self.max_epochs, self.patience = int(batch_size), int(max_epochs), int(patience)
         self.seed = int(seed)
         self.network: nn.Module | None = None
-        self.threshold: float | None = None
-        self.info: dict[str, Any] = {}
-        self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------ architecture
 
@@ -117,6 +117,11 @@ class ProbeHead:
         except TypeError as err:
             raise ValueError(f"head {cls.head_type}: bad settings {sorted(cfg)} ({err})") from None
 
+    @classmethod
+    def for_task(cls, task: Any, **settings: Any) -> ProbeHead:
+        """conf/head/<name>.yaml `_target_`: the same for every task (unknown keys are an error naming them)."""
+        return cls.from_config(settings)
+
     # ------------------------------------------------------------ training
 
     def fit(self, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> ProbeHead:
@@ -128,8 +133,8 @@ class ProbeHead:
         Returns:
             self.
         """
-        X_train, y_train = _check_xy(X_train, y_train, "train")
-        X_val, y_val = _check_xy(X_val, y_val, "validation")
+        X_train, y_train = check_xy(X_train, y_train, "train")
+        X_val, y_val = check_xy(X_val, y_val, "validation")
         if X_train.shape[1] != X_val.shape[1]:
             raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
         for name, x in (("train", X_train), ("validation", X_val)):
@@ -180,7 +185,7 @@ class ProbeHead:
         """Positive-class probabilities (N,) of features X (N, D) (distorted upwards by pos_weight)."""
         if self.network is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load()")
-        X, _ = _check_xy(X, None, "predict")
+        X, _ = check_xy(X, None, "predict")
         if X.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} feature columns, got {X.shape[1]}")
         self.network.eval()
@@ -188,9 +193,8 @@ class ProbeHead:
                for a in range(0, len(X), 65536)]
         return torch.cat(out).double().numpy() if out else np.zeros(0)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """(N,) int 0/1 decisions at the validation-chosen threshold."""
-        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+    def result_extra(self) -> dict[str, Any]:
+        return {"best_epoch": self.info["best_epoch"], "validation_pr_auc": self.info["validation_pr_auc"]}
 
     # ------------------------------------------------------------ files
 
@@ -198,35 +202,16 @@ class ProbeHead:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                 "max_epochs": self.max_epochs, "patience": self.patience, "seed": self.seed, "threads": self.threads}
 
-    def save(self, directory: str | Path, **metadata: Any) -> Path:
-        """Write head.safetensors and head.json (metadata: task, entity_types, feature_layout, metrics...)."""
+    def _write_weights(self, directory: Path) -> dict[str, Any]:
         if self.network is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, directory / "head.safetensors")
-        head = {"head": self.head_type, "format": "safetensors", "threshold": self.threshold,
-                "n_features": self.n_features, "architecture": self.architecture(), "settings": self.settings(),
-                "training": self.info, **metadata}
-        (directory / "head.json").write_text(json.dumps(head, indent=2, default=_json_default))
-        return directory
+        return {"architecture": self.architecture(), "settings": self.settings()}
 
     @classmethod
-    def load(cls, directory: str | Path) -> ProbeHead:
-        """Load a head written by save(); predictions equal the saved head's."""
-        directory = Path(directory)
-        for name in ("head.safetensors", "head.json"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{cls.head_type} head: {directory / name} is missing")
-        head = json.loads((directory / "head.json").read_text())
-        if head.get("head") != cls.head_type:
-            raise ValueError(f"{directory}/head.json is a {head.get('head')!r} head, not {cls.head_type!r}")
-        model = cls(**head.get("settings", {}), **head.get("architecture", {}))
-        model.network = model._build(int(head["n_features"]))
+    def _read(cls, directory: Path, meta: dict[str, Any], **options: Any) -> ProbeHead:
+        model = cls(**meta.get("settings", {}), **meta.get("architecture", {}))
+        model.network = model._build(int(meta["n_features"]))
         model.network.load_state_dict(load_file(directory / "head.safetensors"))
         model.network.eval()
-        model.threshold = head.get("threshold")
-        model.info = head.get("training", {})
-        model.metadata = {k: v for k, v in head.items() if k not in (
-            "head", "format", "threshold", "n_features", "architecture", "settings", "training")}
         return model

@@ -12,7 +12,6 @@ functions as the batch path (`foundation.pointintime.task_features`):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,35 +261,36 @@ def _check_same_tokenizer(hf: Path, encoder_dir: Path) -> None:
 def load_task_head(run: Path, task: str, choice: Mapping[str, Any], schema: DataSchema) -> tuple[ServedHead, Any]:
     """One task's head from a fine-tune run, and the fine-tuned encoder it needs (`full` heads) or None.
 
+    The head declares what it reads (`head.inputs`, foundation.heads.HeadInputs): the service builds exactly
+    those columns, or refuses a head whose columns it cannot build from the live state.
+
     Args:
         run: the fine-tune run folder (heads/<task>/<head>/).
         task: task name.
         choice: {"head": name or None (the only head of the task), "output": response key}.
         schema: the data schema (checks the raw-field block of gbdt heads).
     """
-    from foundation.heads import load_head
+    from foundation.heads import HeadInputs, load_head
 
     task_dir = run / "heads" / task
     names = sorted(p.name for p in task_dir.iterdir() if (p / "head.json").exists()) if task_dir.is_dir() else []
     name = choice.get("head") or (names[0] if len(names) == 1 else None)
     if name is None or name not in names:
         raise FileNotFoundError(f"{task_dir}: choose one head of {names or 'none found'} (heads.{task}.head=<name>)")
-    meta = json.loads((task_dir / name / "head.json").read_text())
-    layout = meta.get("feature_layout") or {}
-    kind = layout.get("kind", "section8")
-    if kind not in ("section8", "section8+raw"):
-        raise ValueError(f"{task_dir / name}: feature layout {kind!r} cannot be served online (needs entity "
-                         "histories beyond the live state, e.g. velocity windows); serve a probe/mlp/full/gbdt head")
     model = load_head(task_dir / name)
+    inputs = model.inputs or HeadInputs(tuple(model.metadata.get("entity_types") or ()))
+    if not inputs.servable:
+        raise ValueError(f"{task_dir / name}: feature layout {inputs.kind!r} cannot be served online (needs entity "
+                         "histories beyond the live state, e.g. velocity windows); serve a probe/mlp/full/gbdt head")
     raw = None
-    if kind == "section8+raw":
-        block = layout.get("raw") or {}
-        raw = RawFieldLayout(_velocity_block(run, task), dict(block.get("categories") or {}), list(block.get("names") or []))
-    entities = list(meta.get("entity_types") or layout.get("entities") or [])
-    head = ServedHead(task, str(choice.get("output") or f"{task}_probability"), entities, model,
-                      meta.get("threshold"), f"{task}/{name}", f"{task}/{name}" if meta.get("head") == "full"
-                      else PRETRAINED, raw, tuple(layout.get("surprise") or ()))
-    return head, getattr(model, "encoder", None) if meta.get("head") == "full" else None
+    if inputs.raw is not None:
+        raw = RawFieldLayout(_velocity_block(run, task), dict(inputs.raw.get("categories") or {}),
+                             list(inputs.raw.get("names") or []))
+    entities = list(model.metadata.get("entity_types") or inputs.entities)
+    encoder = getattr(model, "encoder", None)  # a head fine-tuned with its encoder reads that encoder's states
+    head = ServedHead(task, str(choice.get("output") or f"{task}_probability"), entities, model, model.threshold,
+                      f"{task}/{name}", PRETRAINED if encoder is None else f"{task}/{name}", raw, inputs.surprise)
+    return head, encoder
 
 
 def _velocity_block(run: Path, task: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def _results() -> list[ModelResult]:
     for task, n, rate in (("fraud", 600, 0.05), ("authorization", 400, 0.85)):
         y = (rng.random(n) < rate).astype(int)
         ids = np.array([f"{task}{i}" for i in range(n)])
-        for model, signal in (("velocity_gbdt", 1.0), ("probe", 2.0)):
+        for model, signal in (("velocity_lgbm_baseline", 1.0), ("probe", 2.0)):
             for fraction in (0.1, 1.0):
                 scores = rng.random(n) + signal * fraction * y
                 out.append(ModelResult(task, model, y, scores, fraction, n_train=int(2000 * fraction),
@@ -68,7 +68,7 @@ def test_markdown_and_plots_are_written(report):
     run_dir, _, paths = report
     text = paths["report_md"].read_text()
     assert "## fraud" in text and "## authorization" in text
-    assert "| probe | 10% | 200 |" in text and "| velocity_gbdt | 100% | 2000 |" in text
+    assert "| probe | 10% | 200 |" in text and "| velocity_lgbm_baseline | 100% | 2000 |" in text
     expected = {"curves_fraud", "scores_fraud", "label_efficiency_fraud", "curves_authorization",
                 "scores_authorization", "label_efficiency_authorization", "pretraining_loss",
                 "embedding_projection"}
@@ -82,7 +82,7 @@ def test_models_scored_on_different_examples_are_refused(tmp_path):
     results = _results()[:2]
     other = results[1]
     results[1] = ModelResult(other.task, other.model, other.labels[::-1].copy(), other.scores)
-    with pytest.raises(ValueError, match="not scored on the same test examples as velocity_gbdt@10%"):
+    with pytest.raises(ValueError, match="not scored on the same test examples as velocity_lgbm_baseline@10%"):
         write_report(tmp_path, results, n_bootstrap=10)
     with pytest.raises(ValueError, match="no results"):
         write_report(tmp_path, [])
