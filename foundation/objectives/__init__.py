@@ -13,13 +13,14 @@ from torch import nn
 
 from foundation.objectives.contrastive import ContrastiveObjective
 from foundation.objectives.field_heads import FieldPredictionHeads
+from foundation.objectives.horizon import OutcomeHorizonObjective
 from foundation.objectives.masked import MaskedEventObjective, choose_mask_positions
 from foundation.objectives.next_event import NextEventObjective
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig as FoundationConfig  # FoundationConfig; typed by its base here
 
-OBJECTIVES = ("next_event", "masked", "contrastive")
+OBJECTIVES = ("next_event", "masked", "contrastive", "horizon")
 
 
 def build_objective(name: str, config: FoundationConfig) -> nn.Module:
@@ -37,6 +38,8 @@ def build_objective(name: str, config: FoundationConfig) -> nn.Module:
         return MaskedEventObjective(config.hidden_size, config.fields, config.mask_probability)
     if name == "contrastive":
         return ContrastiveObjective(config.hidden_size, config.contrastive_dim, config.contrastive_temperature)
+    if name == "horizon":
+        return OutcomeHorizonObjective(config.hidden_size, config.fields, config.horizon_hours)
     raise ValueError(f"unknown objective {name!r}; valid objectives: {list(OBJECTIVES)}")
 
 
@@ -46,6 +49,7 @@ __all__ = [
     "FieldPredictionHeads",
     "MaskedEventObjective",
     "NextEventObjective",
+    "OutcomeHorizonObjective",
     "build_objective",
     "choose_mask_positions",
 ]
