@@ -1,8 +1,9 @@
 """The synthetic payments world: the embedded default dataset (see docs/guide/synthetic.md).
 
 Customers (one card each), merchants and issuers exchange charges, declines, refunds and disputes, with
-five planted behaviours only a sequence reveals: card testing, account takeover, compromised merchants,
-issuer-specific decline rules, and customers running out of funds until payday.
+seven planted behaviours only a sequence reveals: card testing, account takeover, compromised merchants,
+replayed purchases, dormant cards waking up in new categories, issuer-specific decline rules, and customers
+running out of funds until payday. Fraudulent attempts carry their pattern in `fraud_pattern` (a label).
 """
 
 from foundation.data.synthetic.config import SyntheticConfig, config_hash, synthetic_config

@@ -10,9 +10,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# Where an attempt comes from (never written: the data only shows its consequences).
-PURCHASE, SUBSCRIPTION, TRAVEL, CARD_TESTING, CASHOUT, TAKEOVER, COMPROMISE = range(7)
+# Where an attempt comes from. Only its fraud pattern is written (`fraud_pattern`, a label, never a
+# feature); otherwise the data shows only its consequences.
+PURCHASE, SUBSCRIPTION, TRAVEL, CARD_TESTING, CASHOUT, TAKEOVER, COMPROMISE, REPLAY, DORMANT = range(9)
 FIRST_FRAUD_SOURCE = CARD_TESTING  # sources >= this are fraudulent
+# The planted pattern of each fraudulent source (cash-outs belong to the card-testing episode).
+FRAUD_PATTERNS = ("card_testing", "account_takeover", "compromised_merchant", "replay", "dormant_reactivation")
+SOURCE_PATTERN = np.array([-1, -1, -1, 0, 0, 1, 2, 3, 4])  # index into FRAUD_PATTERNS, -1 = legitimate
 
 
 @dataclass

@@ -146,6 +146,42 @@ class CompromiseParams:
 
 
 @dataclass(frozen=True)
+class ReplayParams:
+    """Pattern 6: the card's last purchases are re-submitted, same merchants, amounts and hours, days later."""
+
+    PREFIX = "replay"
+    customer_rate: float = 0.01  # share of customers with one replay episode
+    events_min: int = 2  # purchases replayed, in their original order
+    events_max: int = 5
+    delay_days_min: int = 1  # whole days after the last replayed purchase's day (so hours stay habitual)
+    delay_days_max: int = 6
+
+    def __post_init__(self) -> None:
+        _check_share(self, "customer_rate")
+        _check_range(self, "events_min", "events_max")
+        _check_range(self, "delay_days_min", "delay_days_max")
+
+
+@dataclass(frozen=True)
+class DormantParams:
+    """Pattern 7: after weeks without purchases, a card buys in categories it never used, at ordinary prices."""
+
+    PREFIX = "dormant_reactivation"
+    customer_rate: float = 0.03  # share of customers with a dormant spell who are hit once
+    dormant_days: float = 14.0  # days without a purchase (subscriptions still bill) before the fraud
+    rare_taste: float = 0.01  # categories below this share of the customer's tastes count as new to it
+    events_min: int = 1  # fraudulent purchases, hours apart, at domestic merchants
+    events_max: int = 4
+    gap_hours_mean: float = 8.0
+
+    def __post_init__(self) -> None:
+        _check_share(self, "customer_rate", "rare_taste")
+        _check_range(self, "events_min", "events_max")
+        _check(self.dormant_days > 0, "dormant_reactivation.dormant_days", "must be > 0")
+        _check(self.gap_hours_mean > 0, "dormant_reactivation.gap_hours_mean", "must be > 0")
+
+
+@dataclass(frozen=True)
 class IssuerParams:
     """Pattern 4: per-issuer authorization rules (logits; each issuer draws its own coefficients)."""
 
@@ -249,6 +285,8 @@ class SyntheticConfig:
     card_testing: CardTestingParams = field(default_factory=CardTestingParams)
     account_takeover: AccountTakeoverParams = field(default_factory=AccountTakeoverParams)
     compromised_merchants: CompromiseParams = field(default_factory=CompromiseParams)
+    replay: ReplayParams = field(default_factory=ReplayParams)
+    dormant_reactivation: DormantParams = field(default_factory=DormantParams)
     issuers: IssuerParams = field(default_factory=IssuerParams)
     funds: FundsParams = field(default_factory=FundsParams)
     disputes: DisputeParams = field(default_factory=DisputeParams)
@@ -272,7 +310,8 @@ class SyntheticConfig:
 
 _GROUP_CLASSES = {
     "customers": CustomerParams, "card_testing": CardTestingParams, "account_takeover": AccountTakeoverParams,
-    "compromised_merchants": CompromiseParams, "issuers": IssuerParams, "funds": FundsParams,
+    "compromised_merchants": CompromiseParams, "replay": ReplayParams, "dormant_reactivation": DormantParams,
+    "issuers": IssuerParams, "funds": FundsParams,
     "disputes": DisputeParams,
 }
 

@@ -17,7 +17,7 @@ from foundation.data.synthetic.world import DAY_MS, World
 MAX_TRIPS = 3
 # Random streams of a block, one per stage, so switching a pattern off leaves the other stages unchanged.
 (STREAM_CUSTOMERS, STREAM_PURCHASES, STREAM_SUBSCRIPTIONS, STREAM_TRIPS, STREAM_CARD_TESTING, STREAM_TAKEOVER,
- STREAM_COMPROMISE, STREAM_AUTHORIZATION, STREAM_FOLLOWUPS, STREAM_TABLE) = range(1, 11)
+ STREAM_COMPROMISE, STREAM_AUTHORIZATION, STREAM_FOLLOWUPS, STREAM_TABLE, STREAM_REPLAY, STREAM_DORMANT) = range(1, 13)
 # Refunds, fraud and disputes on top of purchases, subscriptions and trips (used to aim at n_events).
 OVERHEAD_SHARE = 0.05
 

@@ -6,7 +6,8 @@
    fraud-prone categories, at several times the owner's usual amounts; the owner keeps transacting.
 3. Compromised merchants (`compromise`): cards used at a merchant during its compromise window are, with
    some probability, used by fraudsters days to weeks later (cloned card abroad or ecommerce).
-Parameters: `CardTestingParams`, `AccountTakeoverParams`, `CompromiseParams` in config.py.
+Parameters: `CardTestingParams`, `AccountTakeoverParams`, `CompromiseParams` in config.py. Patterns that
+per-event fields and counts barely see (replay, dormant reactivation) live in sequence_fraud.py.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _foreign_countries(world: World, rng: np.random.Generator, home: np.ndarray)
     return sample_rows(cum, np.arange(len(home)), rng.random(len(home)))
 
 
-def _local_daytime(world: World, rng: np.random.Generator, time: np.ndarray, merchant: np.ndarray) -> np.ndarray:
+def local_daytime(world: World, rng: np.random.Generator, time: np.ndarray, merchant: np.ndarray) -> np.ndarray:
     """Keep each attempt's day but draw its hour from the category's profile in the merchant's local time.
 
     Fraudsters shop when shops are open where they are: a card used abroad at 4 am is not given away by
@@ -121,7 +122,7 @@ def takeover(config: SyntheticConfig, world: World, cb: CustomerBlock) -> Attemp
     merchant = world.pick_merchant(rng.random(n), cat, online, country)
     amount = np.exp(world.merchant_mu[merchant] + cb.log_spend[customer] + np.log(p.amount_multiplier)
                     + 0.5 * rng.standard_normal(n))
-    time = np.clip(_local_daytime(world, rng, time, merchant), t0[episode], t1[episode] - 1)
+    time = np.clip(local_daytime(world, rng, time, merchant), t0[episode], t1[episode] - 1)
     return Attempts.build(customer, time, merchant, amount, np.where(online == 1, ECOMMERCE, CARD_PRESENT),
                           TAKEOVER)
 
@@ -154,7 +155,7 @@ def compromise(config: SyntheticConfig, world: World, cb: CustomerBlock, legit: 
     country = np.where(cloned, abroad, ANY_COUNTRY)
     merchant = world.pick_merchant(rng.random(n), cat, (~cloned).astype(np.int64), country)
     amount = np.exp(np.log(p.amount_median) + 0.7 * rng.standard_normal(n))
-    time = np.maximum(_local_daytime(world, rng, time, merchant), np.repeat(start, k))
+    time = np.maximum(local_daytime(world, rng, time, merchant), np.repeat(start, k))
     keep = time < cb.end[customer]
     channel = np.where(cloned, CARD_PRESENT, ECOMMERCE)
     return Attempts.build(customer[keep], time[keep], merchant[keep], amount[keep], channel[keep], COMPROMISE)

@@ -15,6 +15,7 @@ from foundation.data.synthetic.config import SyntheticConfig
 from foundation.data.synthetic.customers import draw_customers
 from foundation.data.synthetic.followups import followups
 from foundation.data.synthetic.fraud import card_testing, compromise, takeover
+from foundation.data.synthetic.sequence_fraud import dormant, replay, sorted_purchases
 from foundation.data.synthetic.table import assemble, event_kinds
 from foundation.data.synthetic.world import World
 
@@ -43,7 +44,9 @@ def simulate_block(config: SyntheticConfig, world: World, block: int, first_even
     cb = draw_customers(config, world, block)
     legit = Attempts.concat([purchases(config, world, cb), subscriptions(config, world, cb),
                              travel(config, world, cb)])
-    fraud = [card_testing(config, world, cb), takeover(config, world, cb), compromise(config, world, cb, legit)]
+    bought = sorted_purchases(legit)
+    fraud = [card_testing(config, world, cb), takeover(config, world, cb), compromise(config, world, cb, legit),
+             replay(config, world, cb, bought), dormant(config, world, cb, bought)]
     att = Attempts.concat([legit, *fraud]).sorted()
     code = authorize(config, world, cb, att)
     follow = followups(config, world, cb, att, code)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from foundation.data.synthetic.attempts import Attempts, customer_time_order
+from foundation.data.synthetic.attempts import FRAUD_PATTERNS, SOURCE_PATTERN, Attempts, customer_time_order
 from foundation.data.synthetic.authorization import APPROVED
 from foundation.data.synthetic.catalog import CHANNELS, CHARGE, DECLINE, DECLINE_CODES, DISPUTE, EVENT_TYPES
 from foundation.data.synthetic.config import SyntheticConfig
@@ -32,10 +32,12 @@ EVENT_SCHEMA = pa.schema([
     ("disputed_event_id", pa.int64()),
     ("is_fraud", pa.float64()),
     ("approved", pa.float64()),
+    ("fraud_pattern", pa.string()),  # the planted pattern of a fraudulent attempt: a label, never a feature
 ])
 _EVENT_TYPES = pa.array(EVENT_TYPES, pa.string())
 _CHANNELS = pa.array(CHANNELS, pa.string())
 _DECLINE_CODES = pa.array(DECLINE_CODES, pa.string())
+_FRAUD_PATTERNS = pa.array(FRAUD_PATTERNS, pa.string())
 
 
 def event_kinds(att: Attempts, code: np.ndarray, follow: Followups) -> np.ndarray:
@@ -80,6 +82,8 @@ def assemble(config: SyntheticConfig, world: World, cb: CustomerBlock, att: Atte
     is_attempt = kind <= DECLINE
     dispute = kind == DISPUTE
     decline = kind == DECLINE
+    pattern = SOURCE_PATTERN[att.source[parent]]
+    no_pattern = (pattern < 0) | ~is_attempt
     columns = [
         event_id,
         pa.array((world.start + time.astype("timedelta64[ms]")).astype("datetime64[ms]"), pa.timestamp("ms")),
@@ -98,6 +102,7 @@ def assemble(config: SyntheticConfig, world: World, cb: CustomerBlock, att: Atte
         pa.array(np.where(dispute, attempt_id[parent], 0), pa.int64(), mask=~dispute),
         pa.array(att.fraud[parent].astype(np.float64), pa.float64(), mask=~is_attempt),
         pa.array((kind == CHARGE).astype(np.float64), pa.float64(), mask=~is_attempt),
+        _FRAUD_PATTERNS.take(pa.array(np.where(no_pattern, 0, pattern), mask=no_pattern)),
     ]
     return pa.Table.from_arrays([pa.array(c) if isinstance(c, np.ndarray) else c for c in columns],
                                 schema=EVENT_SCHEMA)

@@ -32,7 +32,7 @@ from foundation.data.synthetic.world import build_world
 MANIFEST = "_manifest.json"
 # Low-cardinality columns; dictionary-encoding unique ids, times and amounts only costs time.
 DICTIONARY_COLUMNS = ["card_id", "merchant_id", "issuer_id", "event_type", "currency", "mcc", "merchant_country",
-                      "card_country", "channel", "merchant_descriptor", "decline_code"]
+                      "card_country", "channel", "merchant_descriptor", "decline_code", "fraud_pattern"]
 
 
 @dataclass
