@@ -11,8 +11,6 @@ Layout of a prepared folder:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,8 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from foundation.data.events import open_dataset, read_events
+from foundation.data.events import read_events
+from foundation.data.prepared_layout import PERIODS, fingerprint
 from foundation.data.schema import DataSchema
 from foundation.data.sequences import SequenceManifest, build_sequences
 from foundation.data.validate import ValidationResult, validate
@@ -32,7 +31,6 @@ from foundation.tokenization import EventTokenizer
 
 log = logging.getLogger(__name__)
 
-PERIODS = ("pretrain", "all")
 
 
 @dataclass
@@ -56,15 +54,6 @@ def ensure_source(cfg: DictConfig) -> None:
     from foundation.data.synthetic import ensure_synthetic
 
     ensure_synthetic(cfg.synthetic, out_dir=str(cfg.data.source.path))
-
-
-def fingerprint(data_cfg: DictConfig | dict, schema: DataSchema) -> str:
-    """A short hash of the resolved data config and the source files (paths, sizes, mtimes)."""
-    resolved = OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else data_cfg
-    files = sorted(open_dataset(schema.source).files)
-    stats = [(f, Path(f).stat().st_size, int(Path(f).stat().st_mtime)) for f in files]
-    blob = json.dumps({"config": resolved, "files": stats}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def load_events(schema: DataSchema) -> tuple[pa.Table, ValidationResult]:

@@ -1,4 +1,4 @@
-"""Collate encoded sequences (architecture.md section 4) into the padded batch of section 5.
+"""Collate encoded sequences into the padded batch of the batch contract (`foundation.batch`).
 
 A batch arrives as a ``pa.Table``/``pa.RecordBatch`` slice of encoded rows (fast path: windows are
 gathered straight from the arrow buffers through the list offsets, so the cost follows B * T and not
@@ -15,7 +15,7 @@ which is earlier information, so cropping never breaks point-in-time correctness
 Example::
 
     collate = EventCollator(tokenizer.field_specs(), max_len=256, window="random", seed=0)
-    batch = collate(encoded.slice(0, 64))   # dict[str, torch.Tensor], section 5
+    batch = collate(encoded.slice(0, 64))   # dict[str, torch.Tensor], the foundation.batch contract
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def batch_source(batch: Any) -> ArrowRows | PythonRows:
 def assemble(source: ArrowRows | PythonRows, columns: Sequence[BatchColumn], rows: np.ndarray,
              starts: np.ndarray, counts: np.ndarray, entity_index: np.ndarray,
              pad_missing: bool = True) -> dict[str, torch.Tensor]:
-    """Build the section-5 batch from one window (row, start, count) per output row.
+    """Build the padded batch from one window (row, start, count) per output row.
 
     Args:
         source: the encoded rows.
@@ -245,7 +245,7 @@ def assemble(source: ArrowRows | PythonRows, columns: Sequence[BatchColumn], row
 
 
 class EventCollator:
-    """Turns a batch of encoded rows into the padded batch dict of architecture.md section 5.
+    """Turns a batch of encoded rows into the padded batch dict of the `foundation.batch` contract.
 
     Args:
         field_specs: ``EventTokenizer.field_specs()``.
@@ -313,7 +313,7 @@ class EventCollator:
 
     def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
         """Args: a pa.Table/RecordBatch of encoded rows, a list of row dicts or a dict of columns.
-        Returns: the section-5 batch dict, B * views rows."""
+        Returns: the padded batch dict, B * views rows."""
         source = batch_source(batch)
         rows, starts, counts, entity_index = self.windows(source.lengths)
         return assemble(source, self.columns, rows, starts, counts, entity_index, self.pad_missing)
@@ -337,7 +337,7 @@ def per_event_windows(encoded: Any, field_specs: Sequence[Mapping[str, Any]], ma
         label_names: labels to emit as ``label_<name>``.
         pad_missing: as in ``EventCollator``.
     Returns:
-        The section-5 batch dict with J rows; ``entity_index`` holds the source row.
+        The padded batch dict with J rows; ``entity_index`` holds the source row.
     """
     source = batch_source(encoded)
     lengths = source.lengths

@@ -10,7 +10,8 @@ call the same functions, so online == batch by construction. Read in this order:
 - `states`: as-of lookups over a sequence store, shard by shard (`PointInTimeStates`).
 - `surprise`: how unexpected an event is under the pretrained next-event heads.
 - `features`: the task feature layout (entity states + event vector + flags + surprise), raw fields.
-- `velocity`: hand-crafted point-in-time aggregates (the incumbent's features).
+- `velocity` (`velocity_config`, `velocity_timeline`, `velocity_entity`, `velocity_risk`): the incumbent's
+  hand-crafted point-in-time features: windows, counterparties, pair novelty, label-delayed risk.
 - `run`: `PretrainedRun`, the one loader of a pretraining run (model, tokenizer, data, digest).
 
 Nothing here imports the service (`foundation.serving`) or the heads.

@@ -232,7 +232,7 @@ def raw_field_features(events: pa.Table, schema: Any, velocity: Mapping[str, Any
         RawFields with one row per event of `events`.
     """
     settings = dict(velocity or {})
-    settings.update(entities=[], decline_entities=[], dispute_entities=[])
+    settings.update(entities=[], decline_entities=[], dispute_entities=[], pairs=[], risk_entities=[])
     found = velocity_features(events, schema, VelocityConfig.from_config(settings), categories=categories)
     return RawFields(found.values, found.names, found.categorical, found.categories)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from foundation.data.prepared_layout import PERIODS, fingerprint
 from foundation.data.schema import DataSchema
 from foundation.data.sequences import SequenceManifest
 
@@ -124,8 +125,6 @@ def _prepared_target(cfg: DictConfig, schema: DataSchema, pinned_from: Any) -> t
     """The sequence folder foundation.preparation reads for `cfg.period`, and where "all" takes its aggregate
     columns from (the pretrain folder, as preparation does), so scripts/pretrain.py finds both folders complete
     and uses these shards."""
-    from foundation.preparation import PERIODS, fingerprint
-
     period = str(cfg.period)
     if period not in PERIODS:
         raise ValueError(f"prepared: true writes the folders pretraining reads ({', '.join(PERIODS)}), "
