@@ -207,6 +207,36 @@ def _positions(result: ModelResult, key_ids: np.ndarray, where: str) -> np.ndarr
     return order[found]
 
 
+def join_by_event_id(table: pa.Table, other: pa.Table, columns: Sequence[str],
+                     event_id: str = "event_id") -> pa.Table:
+    """Append `columns` of `other` to a scores table, matched by event id (null where `other` lacks the id).
+
+    E.g. the synthetic world's `fraud_pattern` label, read from the raw files:
+    `join_by_event_id(scores, pq.read_table(events_dir, columns=["event_id", "fraud_pattern"]), ["fraud_pattern"])`.
+
+    Args:
+        table: a scores table (its `event_id` keeps its type and the rows their order).
+        other: any table with an id column `event_id` (cast to the scores' id type) and `columns`.
+        columns: columns to bring over (names must be new to `table`).
+
+    Returns:
+        `table` with the columns appended (the metadata lists them as extra columns).
+    """
+    absent = [c for c in (event_id, *columns) if c not in other.column_names]
+    if absent:
+        raise ValueError(f"scores: the joined table lacks columns {absent} (has {other.column_names})")
+    clash = [c for c in columns if c in table.column_names]
+    if clash:
+        raise ValueError(f"scores: columns {clash} are already in the scores table")
+    ids = pc.cast(other.column(event_id), table.schema.field("event_id").type)
+    found = pc.index_in(table.column("event_id"), value_set=ids)
+    for name in columns:
+        table = table.append_column(name, pc.take(other.column(name), found))
+    meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b'{"models": [], "extra": []}'))
+    meta["extra"] = [*meta.get("extra", []), *columns]
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta).encode()})
+
+
 def write_scores_table(path: str | Path, table: pa.Table) -> Path:
     """Write a table from `scores_table` (parent folders are created)."""
     path = Path(path)

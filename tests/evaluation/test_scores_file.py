@@ -11,6 +11,7 @@ import pytest
 
 from foundation.evaluation.report import ModelResult
 from foundation.evaluation.scores import (
+    join_by_event_id,
     read_scores,
     score_column,
     scores_table,
@@ -110,3 +111,18 @@ def test_scores_table_names_the_model_whose_ids_differ():
         scores_table([good, flipped], keys)
     with pytest.raises(ValueError, match="one scores table per task"):
         scores_table([good, ModelResult("auth", "probe", good.labels, good.scores, event_ids=good.event_ids)], keys)
+
+
+def test_join_by_event_id_brings_labels_from_the_raw_events(tmp_path):
+    keys = make_keys()
+    table = scores_table([result("probe", keys, np.arange(6))], keys)
+    raw = pa.table({"event_id": pa.array(["105", "101", "999", "104"]),  # string ids, other order, extra row
+                    "fraud_pattern": ["replay", "card_testing", "replay", None]})
+    joined = join_by_event_id(table, raw, ["fraud_pattern"])
+    assert joined.column("fraud_pattern").to_pylist() == [None, "card_testing", None, None, None, "replay"]
+    _, models, extra = read_scores(write_scores_table(tmp_path / "scores.parquet", joined))
+    assert models == ["probe"] and extra == ["fraud_pattern"]
+    with pytest.raises(ValueError, match="already in the scores table"):
+        join_by_event_id(joined, raw, ["fraud_pattern"])
+    with pytest.raises(ValueError, match=r"lacks columns \['mcc'\]"):
+        join_by_event_id(table, raw, ["mcc"])
