@@ -152,6 +152,42 @@ def _format(metric: dict[str, float]) -> str:
     return f"{metric['value']:.4f} [{metric['ci_low']:.4f}, {metric['ci_high']:.4f}]"
 
 
+def _metric_row(result: ModelResult, keys: Sequence[str], n_bootstrap: int, seed: int, fpr: float,
+                confidence: float) -> dict[str, Any]:
+    """metrics.json row of one model: its test metrics with intervals, then its `extra`."""
+    metrics = evaluate_scores(result.labels, result.scores, n_bootstrap, seed, fpr, confidence)
+    log.info("%s / %s: %s", result.task, result.label, "  ".join(f"{k} {_format(metrics[k])}" for k in keys))
+    return {
+        "task": result.task,
+        "model": result.model,
+        "label_fraction": float(result.label_fraction),
+        "n_train": None if result.n_train is None else int(result.n_train),
+        "n_test": metrics["n"],
+        "n_test_positive": metrics["n_positive"],
+        **{key: metrics[key] for key in keys},
+        **result.extra,
+    }
+
+
+def _task_plots(plot_dir: Path, task: str, entries: list[tuple[ModelResult, dict]]) -> dict[str, Path]:
+    """Curves and score histograms of each model at its largest label fraction; PR-AUC by label fraction."""
+    paths: dict[str, Path] = {}
+    best: dict[str, ModelResult] = {}
+    for result, _ in entries:
+        if result.model not in best or result.label_fraction > best[result.model].label_fraction:
+            best[result.model] = result
+    curves = {r.label: (np.asarray(r.labels), np.asarray(r.scores, dtype=np.float64)) for r in best.values()}
+    paths[f"curves_{task}"] = plots.plot_curves(plot_dir / f"{task}_curves.png", task, curves)
+    paths[f"scores_{task}"] = plots.plot_score_distributions(plot_dir / f"{task}_scores.png", task, curves)
+    series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    for result, row in entries:
+        series[result.model].append((result.label_fraction, row["pr_auc"]))
+    if any(len(points) > 1 for points in series.values()):
+        paths[f"label_efficiency_{task}"] = plots.plot_label_efficiency(
+            plot_dir / f"{task}_label_efficiency.png", task, series)
+    return paths
+
+
 def write_report(
     run_dir: str | Path,
     results: Sequence[ModelResult],
@@ -186,21 +222,7 @@ def write_report(
     run_dir.mkdir(parents=True, exist_ok=True)
     keys = [metric_key(name, fpr) for name in METRIC_NAMES]
 
-    rows = []
-    for result in results:
-        metrics = evaluate_scores(result.labels, result.scores, n_bootstrap, seed, fpr, confidence)
-        rows.append({
-            "task": result.task,
-            "model": result.model,
-            "label_fraction": float(result.label_fraction),
-            "n_train": None if result.n_train is None else int(result.n_train),
-            "n_test": metrics["n"],
-            "n_test_positive": metrics["n_positive"],
-            **{key: metrics[key] for key in keys},
-            **result.extra,
-        })
-        log.info("%s / %s: %s", result.task, result.label, "  ".join(f"{k} {_format(metrics[k])}" for k in keys))
-
+    rows = [_metric_row(result, keys, n_bootstrap, seed, fpr, confidence) for result in results]
     comparisons = baseline_comparisons(results, n_bootstrap, seed, confidence)
     for c in comparisons:
         log.info("%s / %s@%.0f%% - %s@%.0f%%: PR-AUC %+.4f [%+.4f, %+.4f]", c["task"], c["model"],
@@ -212,20 +234,7 @@ def write_report(
     for result, row in zip(results, rows):
         by_task[result.task].append((result, row))
     for task, entries in by_task.items():
-        # curves and histograms: each model at its largest label fraction
-        best: dict[str, ModelResult] = {}
-        for result, _ in entries:
-            if result.model not in best or result.label_fraction > best[result.model].label_fraction:
-                best[result.model] = result
-        curves = {r.label: (np.asarray(r.labels), np.asarray(r.scores, dtype=np.float64)) for r in best.values()}
-        paths[f"curves_{task}"] = plots.plot_curves(plot_dir / f"{task}_curves.png", task, curves)
-        paths[f"scores_{task}"] = plots.plot_score_distributions(plot_dir / f"{task}_scores.png", task, curves)
-        series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
-        for result, row in entries:
-            series[result.model].append((result.label_fraction, row["pr_auc"]))
-        if any(len(points) > 1 for points in series.values()):
-            paths[f"label_efficiency_{task}"] = plots.plot_label_efficiency(
-                plot_dir / f"{task}_label_efficiency.png", task, series)
+        paths.update(_task_plots(plot_dir, task, entries))
     if loss_log is not None:
         paths["pretraining_loss"] = plots.plot_loss_curves(plot_dir / "pretraining_loss.png", loss_log)
     if embeddings is not None:
