@@ -7,16 +7,16 @@ period's labels arrive `label_delay` after the event (a fraud label is a dispute
 each later period starts at least `label_delay` after the earlier one ends: every label the model learns from
 was known before the first event it is scored on.
 
-The schema is duck-typed (foundation.data.schema.DataSchema or any object with the same attributes):
-`.splits` with periods `pretrain`, `train`, `validation`, `test` (each with `.start`/`.end`, half-open) and
-`label_delay`; `.fields` (name -> spec with `.type`, `.outcome`); `.entities` (names); `.labels` (names).
+The schema is the dataset's `foundation.data.schema.DataSchema`: its `splits` hold the four periods
+(half-open) and the label delay, its `labels` and `entities` what a task may name, its `fields` the
+example filter's field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundation.data.schema import parse_duration
+from foundation.data.schema import SPLIT_NAMES, DataSchema, parse_duration
 
 log = logging.getLogger(__name__)
-
-SPLIT_NAMES = ("pretrain", "train", "validation", "test")
-
 
 class LeakageError(ValueError):
     """The schema's time splits would let labels or events of a later period reach an earlier one."""
@@ -73,13 +70,6 @@ def to_datetime(value: Any, name: str = "time") -> np.datetime64:
         raise ValueError(f"{name}: cannot read {value!r} as a date/time") from err
 
 
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """Attribute or mapping access, so dataclasses, DictConfigs and plain dicts all work."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
 @dataclass(frozen=True)
 class Period:
     """A half-open time range [start, end)."""
@@ -95,31 +85,22 @@ class Period:
         return pc.and_(pc.greater_equal(times, start), pc.less(times, end))
 
 
-def schema_period(schema: Any, name: str) -> Period:
-    """The named period (`pretrain`, `train`, `validation`, `test`) of the schema's splits."""
-    splits = _get(schema, "splits")
-    if splits is None:
-        raise ValueError("schema has no `splits`: the evaluation protocol needs train/validation/test periods")
-    period = _get(splits, name)
-    if period is None:
-        raise ValueError(f"schema splits: period {name!r} is missing (have pretrain, train, validation, test?)")
-    start = to_datetime(_get(period, "start"), f"splits.{name}.start")
-    end = to_datetime(_get(period, "end"), f"splits.{name}.end")
+def schema_period(schema: DataSchema, name: str) -> Period:
+    """The named period (`pretrain`, `train`, `validation`, `test`) of the schema's splits, as numpy ms.
+
+    Raises:
+        SchemaError: the dataset config defines no such period.
+        LeakageError: the period (built in code, past the config's checks) does not start before it ends.
+    """
+    period = schema.splits.period(name)
+    start = to_datetime(period.start, f"splits.{name}.start")
+    end = to_datetime(period.end, f"splits.{name}.end")
     if not start < end:
         raise LeakageError(f"splits.{name}: start {start} must be before end {end}")
     return Period(name, start, end)
 
 
-def label_delay(schema: Any) -> np.timedelta64:
-    """The schema's label delay (how long after an event its label is known), in ms."""
-    splits = _get(schema, "splits")
-    delay_ms = _get(splits, "label_delay_ms")  # DataSchema has it parsed already
-    if delay_ms is not None:
-        return np.timedelta64(int(delay_ms), "ms")
-    return to_timedelta(_get(splits, "label_delay"), "splits.label_delay")
-
-
-def check_no_leakage(schema: Any) -> None:
+def check_no_leakage(schema: DataSchema) -> None:
     """Raise LeakageError unless the schema's periods are ordered with the label-delay gaps.
 
     Requires pretrain.end <= validation.start (pretraining never sees validation/test events),
@@ -127,7 +108,7 @@ def check_no_leakage(schema: Any) -> None:
     and validation.end + label_delay <= test.start (the same for validation before test).
     """
     pretrain, train, validation, test = (schema_period(schema, name) for name in SPLIT_NAMES)
-    delay = label_delay(schema)
+    delay = np.timedelta64(schema.splits.label_delay_ms, "ms")
     problems = []
     if pretrain.end > validation.start:
         problems.append(f"pretrain ends {pretrain.end}, after validation starts {validation.start}")
@@ -223,12 +204,12 @@ class TaskSpec:
             extra={k: v for k, v in cfg.items() if k not in known},
         )
 
-    def validate(self, schema: Any) -> None:
+    def validate(self, schema: DataSchema) -> None:
         """Raise ValueError naming the problem if the schema lacks the task's label or entities."""
-        labels = _names(_get(schema, "labels"))
+        labels = list(schema.labels)
         if self.label not in labels:
             raise ValueError(f"task {self.name}: label {self.label!r} is not a label of the schema ({labels})")
-        entities = _names(_get(schema, "entities"))
+        entities = list(schema.entities)
         absent = [e for e in self.entities if e not in entities]
         if absent:
             raise ValueError(f"task {self.name}: entities {absent} are not in the schema ({entities})")
@@ -252,39 +233,13 @@ def _plain_config(cfg: Any) -> dict:
     raise TypeError(f"task config: expected a mapping or a YAML path, got {type(cfg).__name__}")
 
 
-def _names(collection: Any) -> list[str]:
-    """Names of a schema collection given as a mapping (name -> spec) or a sequence of specs/names."""
-    if collection is None:
-        return []
-    if isinstance(collection, Mapping):
-        return [str(k) for k in collection]
-    if isinstance(collection, Sequence) and not isinstance(collection, str):
-        return [str(_get(item, "name", item)) for item in collection]
-    raise TypeError(f"schema collection of unexpected type {type(collection).__name__}")
-
-
-def schema_labels(schema: Any) -> list[str]:
-    """The names of the schema's labels (never features)."""
-    return _names(_get(schema, "labels"))
-
-
-def schema_fields(schema: Any) -> dict[str, Any]:
-    """The schema's fields as name -> spec (spec has `.type` and `.outcome`, attributes or keys)."""
-    fields = _get(schema, "fields")
-    if fields is None:
-        return {}
-    if isinstance(fields, Mapping):
-        return dict(fields)
-    return {str(_get(spec, "name")): spec for spec in fields}
-
-
-def _example_mask(events: pa.Table, schema: Any, task: TaskSpec) -> pa.Array | None:
+def _example_mask(events: pa.Table, schema: DataSchema, task: TaskSpec) -> pa.Array | None:
     """Mask of events that are examples of the task (None when every event qualifies)."""
     rule = task.examples
     if rule is None:
         return None
     if rule.field not in events.column_names:
-        if rule.field in schema_fields(schema) or rule.if_missing == "error":
+        if rule.field in schema.fields or rule.if_missing == "error":
             raise ValueError(
                 f"task {task.name}: example field {rule.field!r} is not a column of the event table "
                 f"(columns: {events.column_names}); set examples.if_missing: skip or examples: null"
@@ -299,7 +254,7 @@ def _example_mask(events: pa.Table, schema: Any, task: TaskSpec) -> pa.Array | N
 
 def select_examples(
     events: pa.Table,
-    schema: Any,
+    schema: DataSchema,
     task: TaskSpec,
     split: str,
     label_cutoff: Any = None,
@@ -331,7 +286,7 @@ def select_examples(
         raise ValueError(f"task {task.name}: event table lacks columns {absent} (has {events.column_names})")
 
     period = schema_period(schema, split)
-    delay = label_delay(schema)
+    delay = np.timedelta64(schema.splits.label_delay_ms, "ms")
     cutoff = period.end + delay if label_cutoff is None else to_datetime(label_cutoff, "label_cutoff")
     times = events.column("event_time")
     if not pa.types.is_timestamp(times.type):

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foundation.data.schema import DataSchema
 from foundation.pointintime.states import AsOfStates, PointInTimeStates
 from foundation.pointintime.velocity import VelocityConfig, velocity_features
 
@@ -216,7 +217,7 @@ class RawFields:
         return {"names": self.names, "categorical": self.categorical, "categories": self.categories}
 
 
-def raw_field_features(events: pa.Table, schema: Any, velocity: Mapping[str, Any] | None = None,
+def raw_field_features(events: pa.Table, schema: DataSchema, velocity: Mapping[str, Any] | None = None,
                        categories: Mapping[str, Sequence[str]] | None = None) -> RawFields:
     """Each event's own non-outcome fields (amount, mcc, channel, countries, cross-border, hour, day of week).
 
@@ -251,7 +252,7 @@ class RawFieldLayout:
     categories: dict[str, list[str]]
     names: list[str]
 
-    def features(self, table: pa.Table, schema: Any) -> np.ndarray:
+    def features(self, table: pa.Table, schema: DataSchema) -> np.ndarray:
         """(N, R) float32 raw-field features of a canonical event table, encoded as at training."""
         found = raw_field_features(table, schema, self.velocity, self.categories)
         if list(found.names) != list(self.names):

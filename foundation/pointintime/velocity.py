@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from foundation.evaluation.splits import _get, schema_fields, schema_labels, schema_period, to_datetime
+from foundation.data.schema import DataSchema
+from foundation.evaluation.splits import schema_period, to_datetime
 from foundation.pointintime.velocity_config import VelocityConfig, VelocityFeatures
 from foundation.pointintime.velocity_entity import pair_features, window_features
 from foundation.pointintime.velocity_risk import (
@@ -55,7 +56,7 @@ Block = tuple[list[str], np.ndarray]  # (names, (N, k) float32 in the table's ro
 
 def velocity_features(
     events: pa.Table,
-    schema: Any,
+    schema: DataSchema,
     config: VelocityConfig | Mapping | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
     fit_until: Any = None,
@@ -97,7 +98,7 @@ def velocity_features(
     )
 
 
-def _history_blocks(events: pa.Table, schema: Any, config: VelocityConfig, times: np.ndarray) -> list[Block]:
+def _history_blocks(events: pa.Table, schema: DataSchema, config: VelocityConfig, times: np.ndarray) -> list[Block]:
     """The entity and pair blocks: everything read from events before e."""
     n = len(events)
     present = set(events.column_names)
@@ -168,14 +169,14 @@ def _night_block(events: pa.Table, config: VelocityConfig) -> Block:
     return ["is_night"], night.astype(np.float32)[:, None]
 
 
-def _raw_block(events: pa.Table, schema: Any, config: VelocityConfig, times: np.ndarray,
+def _raw_block(events: pa.Table, schema: DataSchema, config: VelocityConfig, times: np.ndarray,
                categories: Mapping[str, Sequence[str]] | None, fit_until: Any):
     """The event's own fields: (names, (N, R) float32, categorical names, vocabularies).
 
     Served GBDT heads key on these names (`RawFieldLayout`): keep the block's columns and order stable.
     """
     columns: dict[str, np.ndarray] = {}
-    exclude = set(schema_labels(schema)) | {config.event_type_field, config.dispute_ref_field}
+    exclude = set(schema.labels) | {config.event_type_field, config.dispute_ref_field}
     raw = _raw_field_names(events, schema, config, exclude)
     raw += [f"{e}_id" for e in config.id_features if f"{e}_id" in events.column_names]
     categorical, vocabularies = [], {}
@@ -211,10 +212,10 @@ def _raw_block(events: pa.Table, schema: Any, config: VelocityConfig, times: np.
     return list(columns), block, categorical, vocabularies
 
 
-def _raw_field_names(events: pa.Table, schema: Any, config: VelocityConfig, exclude: set[str]) -> list[str]:
-    specs = schema_fields(schema)
+def _raw_field_names(events: pa.Table, schema: DataSchema, config: VelocityConfig, exclude: set[str]) -> list[str]:
+    specs = schema.fields
     if config.raw_fields is not None:
-        outcome = [f for f in config.raw_fields if _get(specs.get(f, {}), "outcome", False)]
+        outcome = [f for f in config.raw_fields if f in specs and specs[f].outcome]
         if outcome:
             raise ValueError(f"velocity.raw_fields {outcome} are outcome fields: never features of the event")
         absent = [f for f in config.raw_fields if f not in events.column_names]
@@ -223,12 +224,10 @@ def _raw_field_names(events: pa.Table, schema: Any, config: VelocityConfig, excl
         return list(config.raw_fields)
     names = []
     for name, spec in specs.items():
-        kind = _get(spec, "type")
-        if kind in ("categorical", "numeric") and not _get(spec, "outcome", False) and name not in exclude:
+        if spec.type in ("categorical", "numeric") and not spec.outcome and name not in exclude:
             if name in events.column_names:
                 names.append(name)
     return names
-
 
 
 def _fit_vocabulary(values: pa.ChunkedArray, max_categories: int) -> list[str]:

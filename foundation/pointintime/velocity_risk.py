@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundation.evaluation.splits import label_delay, schema_labels, to_timedelta
+from foundation.data.schema import DataSchema
+from foundation.evaluation.splits import to_timedelta
 from foundation.pointintime.velocity_config import VelocityConfig
 from foundation.pointintime.velocity_timeline import EntityTimeline, as_string, covered, prefix, to_ms
 
@@ -47,11 +47,11 @@ class LabelEvidence:
     loose_disputes: np.ndarray
 
 
-def label_evidence(events: pa.Table, schema: Any, config: VelocityConfig, rank: np.ndarray,
+def label_evidence(events: pa.Table, schema: DataSchema, config: VelocityConfig, rank: np.ndarray,
                    disputes: np.ndarray | None) -> LabelEvidence | None:
     """The label columns and disputes the risk features read; None when the table has neither."""
     n = len(events)
-    labels = set(schema_labels(schema))
+    labels = set(schema.labels)
     present = [name for name in config.risk_labels if name in events.column_names]
     not_labels = [name for name in present if name not in labels]
     if not_labels:  # a column that is not a label would be read without its delay
@@ -80,9 +80,8 @@ def label_evidence(events: pa.Table, schema: Any, config: VelocityConfig, rank: 
     if not present and not (dispute_rank >= 0).any() and not loose.any():
         log.info("velocity: no risk label column %s and no disputes; no risk features", list(config.risk_labels))
         return None
-    delay = config.risk_delay if config.risk_delay is not None else None
-    delay_ms = (int(to_timedelta(delay, "velocity.risk_delay") / np.timedelta64(1, "ms")) if delay is not None
-                else int(label_delay(schema) / np.timedelta64(1, "ms")))
+    delay_ms = (int(to_timedelta(config.risk_delay, "velocity.risk_delay") / np.timedelta64(1, "ms"))
+                if config.risk_delay is not None else schema.splits.label_delay_ms)
     return LabelEvidence(delay_ms, labelled, dispute_rank, loose)
 
 

@@ -1,59 +1,10 @@
-"""Tiny canonical event tables and a duck-typed schema for the evaluation tests."""
+"""Tiny canonical event tables for the evaluation tests (their schema: tests/conftest.py `make_schema`)."""
 
 from __future__ import annotations
-
-import datetime as dt
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pytest
-
-
-@dataclass
-class FieldSpec:
-    type: str
-    outcome: bool = False
-
-
-@dataclass
-class Schema:
-    """The attributes of foundation.data.schema.DataSchema that evaluation reads."""
-
-    splits: SimpleNamespace
-    fields: dict = field(default_factory=dict)
-    entities: dict = field(default_factory=dict)
-    labels: dict = field(default_factory=dict)
-
-
-def make_schema(label_delay: str = "7d", **overrides: tuple[str, str]) -> Schema:
-    periods = {
-        "pretrain": ("2024-01-01", "2024-04-01"),
-        "train": ("2024-02-01", "2024-04-08"),
-        "validation": ("2024-04-15", "2024-05-13"),
-        "test": ("2024-05-20", "2024-07-01"),
-    }
-    periods.update(overrides)
-    splits = SimpleNamespace(
-        **{name: SimpleNamespace(start=dt.datetime.fromisoformat(a), end=dt.datetime.fromisoformat(b))
-           for name, (a, b) in periods.items()},
-        label_delay=label_delay,
-    )
-    fields = {
-        "event_type": FieldSpec("categorical", outcome=True),
-        "amount": FieldSpec("numeric"),
-        "channel": FieldSpec("categorical"),
-        "mcc": FieldSpec("categorical"),
-        "merchant_country": FieldSpec("categorical"),
-        "card_country": FieldSpec("categorical"),
-        "decline_code": FieldSpec("categorical", outcome=True),
-        "disputed_event_id": FieldSpec("categorical"),
-        "descriptor": FieldSpec("text"),
-    }
-    entities = {"customer": {}, "merchant": {}, "issuer": {}}
-    return Schema(splits, fields, entities, {"is_fraud": {}, "approved": {}})
-
 
 CANONICAL = pa.schema(
     [("event_id", pa.string()), ("event_time", pa.timestamp("ms"))]
@@ -117,11 +68,6 @@ def make_events(n: int = 400, seed: int = 0, start: str = "2024-01-01", days: in
     }, schema=CANONICAL)
     combined = pa.concat_tables([events, disputes])
     return combined.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
-
-
-@pytest.fixture
-def schema() -> Schema:
-    return make_schema()
 
 
 @pytest.fixture

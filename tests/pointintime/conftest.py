@@ -1,3 +1,4 @@
-"""The evaluation tests' hand-built event table and schema, reused by the velocity feature tests."""
+"""The evaluation tests' hand-built event table, reused by the velocity feature tests (the `schema` fixture
+is the root one, tests/conftest.py)."""
 
-from tests.evaluation.conftest import events, schema  # noqa: F401  (pytest fixtures)
+from tests.evaluation.conftest import events  # noqa: F401  (pytest fixture)

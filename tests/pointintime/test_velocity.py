@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 
 from foundation.pointintime import VelocityConfig, velocity_features
-from tests.evaluation.conftest import CANONICAL, make_events, make_schema
+from tests.conftest import make_schema
+from tests.evaluation.conftest import CANONICAL, make_events
 
 HOUR, DAY = np.timedelta64(1, "h"), np.timedelta64(1, "D")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from foundation.pointintime import VelocityConfig, velocity_features
-from tests.evaluation.conftest import make_events, make_schema
+from tests.conftest import make_schema
+from tests.evaluation.conftest import make_events
 from tests.pointintime.velocity_tables import event, table, value
 
 DAY = np.timedelta64(1, "D")

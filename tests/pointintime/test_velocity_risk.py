@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from foundation.data.schema import DataSchema
 from foundation.pointintime import VelocityConfig, velocity_features
-from tests.evaluation.conftest import make_schema
+from tests.conftest import make_schema
 from tests.pointintime.velocity_tables import event, table, value
 
 D = 24.0  # hours
