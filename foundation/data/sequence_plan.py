@@ -1,9 +1,6 @@
 """What a sequence build writes, decided once for both backends (`foundation.data.sequences` and
 `foundation.data.spark.sequences`): the time window, the entity types and their aggregate specs, the expected
 canonical columns, the output Arrow schema of a shard, the folder preparation and the manifest entry.
-
-The schema is duck-typed: a `DataSchema`, or any object with its `.name`, `.entities`, `.fields`,
-`.labels`, `.splits` attributes (entities may carry `count_by`/`count_values` options).
 """
 
 from __future__ import annotations
@@ -18,42 +15,12 @@ import pandas as pd
 import pyarrow as pa
 
 from foundation.data.aggregate_spec import AggregateSpec
-from foundation.data.schema import SPLIT_NAMES
+from foundation.data.schema import SPLIT_NAMES, DataSchema, EntitySpec
 from foundation.data.sequence_manifest import MANIFEST, EntitySequenceStats, SequenceManifest, shard_file
 
 # Canonical column kind of each field type (the canonical event table contract); labels are "double".
 FIELD_KINDS = {"categorical": "string", "text": "string", "numeric": "double", "timestamp": "timestamp"}
 ARROW_KINDS = {"string": pa.string(), "double": pa.float64(), "timestamp": pa.timestamp("ms")}
-
-
-def items(collection: Any, key_attrs: Sequence[str]) -> list[tuple[str, Any]]:
-    """(name, spec) pairs from a mapping or from a list of specs carrying their name."""
-    if collection is None:
-        return []
-    if isinstance(collection, Mapping):
-        return [(str(k), v) for k, v in collection.items()]
-    pairs = []
-    for spec in collection:
-        if isinstance(spec, str):
-            pairs.append((spec, spec))
-            continue
-        name = next((getattr(spec, a) for a in key_attrs if getattr(spec, a, None) is not None), None)
-        if name is None:
-            raise TypeError(f"schema entry {spec!r} has none of the attributes {list(key_attrs)}")
-        pairs.append((str(name), spec))
-    return pairs
-
-
-def option(spec: Any, name: str, default: Any = None) -> Any:
-    """An attribute (or mapping key, or `options` entry) of a schema spec."""
-    if isinstance(spec, Mapping):
-        return spec.get(name, default)
-    value = getattr(spec, name, None)
-    if value is None:
-        options = getattr(spec, "options", None)
-        if isinstance(options, Mapping):
-            value = options.get(name)
-    return default if value is None else value
 
 
 def to_ms(value: Any) -> int:
@@ -68,21 +35,13 @@ def iso(ms: int | None) -> str | None:
     return None if ms is None else pd.Timestamp(ms, unit="ms").isoformat()
 
 
-def schema_name(schema: Any) -> str:
-    return str(getattr(schema, "name", "unnamed"))
-
-
-def period_bounds(schema: Any, period: str) -> tuple[int, int]:
-    """[start, end) of a split in epoch ms, from `schema.splits.<period>` (or a mapping of periods)."""
-    splits = getattr(schema, "splits", None)
-    if isinstance(splits, Mapping):
-        bounds = splits.get(period)
-    else:  # a Splits object: one attribute per split name
-        bounds = getattr(splits, period, None) if period in SPLIT_NAMES else None
+def period_bounds(schema: DataSchema, period: str) -> tuple[int, int]:
+    """[start, end) of the schema's split `period` in epoch ms."""
+    bounds = getattr(schema.splits, period) if period in SPLIT_NAMES else None
     if bounds is None:
-        have = list(splits) if isinstance(splits, Mapping) else [n for n in SPLIT_NAMES if getattr(splits, n, None)]
-        raise ValueError(f"period {period!r} is not a split of schema {schema_name(schema)!r}: have {have}")
-    return to_ms(option(bounds, "start")), to_ms(option(bounds, "end"))
+        have = [n for n in SPLIT_NAMES if getattr(schema.splits, n) is not None]
+        raise ValueError(f"period {period!r} is not a split of schema {schema.name!r}: have {have}")
+    return bounds.start_ms, bounds.end_ms
 
 
 @dataclass(frozen=True)
@@ -94,7 +53,7 @@ class EntityPlan:
     aggregate: AggregateSpec | None
 
 
-# (entity type, bucket, key column, count_by, pinned count values) -> the backend's AggregateSpec
+# (entity type, bucket in ms, key column, count_by, pinned count values) -> the backend's AggregateSpec
 AggregateResolver = Callable[[str, Any, str, Any, Any], AggregateSpec]
 
 
@@ -117,27 +76,23 @@ class SequenceJob:
     entities_per_shard: int
     fields: list[tuple[str, str]]
     labels: list[str]
-    chosen: list[tuple[str, str, Any]]
+    chosen: list[tuple[str, str, EntitySpec]]
 
     @classmethod
-    def from_args(cls, schema: Any, period: str | None, until: Any, entities_per_shard: int,
+    def from_args(cls, schema: DataSchema, period: str | None, until: Any, entities_per_shard: int,
                   entity_types: Sequence[str] | None) -> SequenceJob:
         if entities_per_shard < 1:
             raise ValueError(f"entities_per_shard must be >= 1, got {entities_per_shard}")
         start_ms, end_ms = period_bounds(schema, period) if period is not None else (None, None)
         if until is not None:
             end_ms = to_ms(until) if end_ms is None else min(end_ms, to_ms(until))
-        declared = items(getattr(schema, "entities", None), ("type", "name"))
-        if not declared:
-            raise ValueError(f"schema {schema_name(schema)!r} declares no entities")
-        wanted = [n for n, _ in declared] if entity_types is None else list(entity_types)
-        unknown = sorted(set(wanted) - {n for n, _ in declared})
+        wanted = list(schema.entities) if entity_types is None else list(entity_types)
+        unknown = sorted(set(wanted) - set(schema.entities))
         if unknown:
-            raise ValueError(f"entity_types {unknown} are not declared in schema {schema_name(schema)!r}")
-        fields = [(n, str(option(s, "type"))) for n, s in items(getattr(schema, "fields", None), ("name",))]
-        labels = [n for n, _ in items(getattr(schema, "labels", None), ("name",))]
-        chosen = [(name, option(spec, "id_column", f"{name}_id"), spec) for name, spec in declared if name in wanted]
-        return cls(schema_name(schema), period, start_ms, end_ms, entities_per_shard, fields, labels, chosen)
+            raise ValueError(f"entity_types {unknown} are not declared in schema {schema.name!r}")
+        fields = [(name, spec.type) for name, spec in schema.fields.items()]
+        chosen = [(name, spec.id_column, spec) for name, spec in schema.entities.items() if name in wanted]
+        return cls(schema.name, period, start_ms, end_ms, entities_per_shard, fields, list(schema.labels), chosen)
 
     def expected_columns(self) -> dict[str, str]:
         """Canonical column -> kind ("string", "double", "timestamp") the input must have."""
@@ -156,12 +111,10 @@ class SequenceJob:
         plans = []
         for name, column, spec in self.chosen:
             aggregate = None
-            if str(option(spec, "representation", "events")) == "aggregate":
-                bucket = option(spec, "bucket_ms") or option(spec, "bucket")
-                if bucket is None:
-                    raise ValueError(f"entity {name!r}: representation aggregate needs a bucket (e.g. 1h)")
-                pinned = count_values.get(name) if count_values else option(spec, "count_values")
-                aggregate = resolve_aggregate(name, bucket, column, option(spec, "count_by"), pinned)
+            if spec.representation == "aggregate":  # the schema guarantees its bucket
+                pinned = count_values.get(name) if count_values else None
+                # count_by None: the builder counts the values of the `event_type` field
+                aggregate = resolve_aggregate(name, spec.bucket_ms, column, None, pinned)
             plans.append(EntityPlan(name, column, aggregate))
         return plans
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from foundation.data.aggregates import aggregate_shard, aligned_bounds, resolve_aggregate_spec
+from foundation.data.schema import DataSchema
 from foundation.data.sequence_manifest import (
     MANIFEST,
     ROW_GROUP_ENTITIES,
@@ -48,7 +49,7 @@ __all__ = ["MANIFEST", "EntitySequenceStats", "SequenceManifest", "build_sequenc
 
 def build_sequences(
     events: pa.Table,
-    schema: Any,
+    schema: DataSchema,
     out_dir: str | os.PathLike,
     period: str | None = None,
     *,
@@ -61,8 +62,7 @@ def build_sequences(
 
     Args:
         events: the canonical event table, N rows, any row order.
-        schema: foundation.data.schema.DataSchema (or any object with its `.name`, `.entities`, `.fields`,
-            `.labels`, `.splits` attributes; entities may carry `count_by`/`count_values` options).
+        schema: the dataset's DataSchema (entities, fields, labels, splits).
         out_dir: the sequence folder, e.g. `<data_dir>/<dataset>/sequences/<period>`.
         period: split name; keeps events with event_time in its [start, end). None = no lower bound.
         until: exclusive upper bound on event_time (ISO string, date or Timestamp; "all history before T");
@@ -70,8 +70,8 @@ def build_sequences(
         entities_per_shard: entities per parquet shard (contiguous ranges of sorted entity ids).
         entity_types: entity types to build (default: every type the schema declares).
         count_values: aggregate types only: {entity_type: values of `count_by` to count}, to pin the
-            `agg_n_<value>` columns (default: the schema option `count_values`, else the 8 most frequent
-            values in `events`, the whole table, so every period built from one table gets the same columns).
+            `agg_n_<value>` columns (default: the 8 most frequent values in `events`, the whole table, so
+            every period built from one table gets the same columns).
     Returns:
         The SequenceManifest (also written to `<out_dir>/manifest.json`).
     Raises:

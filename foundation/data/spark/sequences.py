@@ -29,6 +29,7 @@ from pyspark.sql import types as T
 from tqdm.auto import tqdm
 
 from foundation.data.aggregate_spec import aligned_bounds
+from foundation.data.schema import DataSchema
 from foundation.data.sequence_manifest import (
     ROW_GROUP_ENTITIES,
     EntitySequenceStats,
@@ -52,7 +53,7 @@ _SPARK_KINDS = {"string": (T.StringType,), "double": (T.DoubleType,),
                 "timestamp": (T.TimestampType, T.TimestampNTZType)}
 
 
-def build_sequences(frame: DataFrame, schema: Any, out_dir: str | os.PathLike, period: str | None = None, *,
+def build_sequences(frame: DataFrame, schema: DataSchema, out_dir: str | os.PathLike, period: str | None = None, *,
                     until: Any = None, entities_per_shard: int = 10_000, entity_types: Sequence[str] | None = None,
                     count_values: Mapping[str, Sequence[str]] | None = None) -> SequenceManifest:
     """Write time-ordered sequences per entity type as sharded parquet plus `manifest.json`, on Spark.
