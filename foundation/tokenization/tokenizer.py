@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from foundation.data.schema import DataSchema, FieldSpec
 from foundation.tokenization.encoders import (
     CategoricalEncoder,
     CategoricalFitter,
@@ -46,25 +47,8 @@ MAX_EVENTS_PER_SLICE = 4_000_000
 FieldEncoder = CategoricalEncoder | NumericEncoder | TextEncoder
 
 
-def _attr(spec: Any, key: str, default: Any = None) -> Any:
-    """A field spec attribute; specs may be objects (DataSchema) or plain mappings (parsed YAML)."""
-    if isinstance(spec, Mapping):
-        return spec.get(key, default)
-    return getattr(spec, key, default)
-
-
-def _named(items: Any) -> dict[str, Any]:
-    """Schema fields/labels as {name: spec}: accepts a mapping, or objects (or strings) with a name."""
-    if items is None:
-        return {}
-    if isinstance(items, Mapping):
-        return dict(items)
-    return {item if isinstance(item, str) else _attr(item, "name"): item for item in items}
-
-
-def _field_type(name: str, spec: Any) -> str:
-    kind = _attr(spec, "type")
-    kind = getattr(kind, "value", kind)  # an Enum member works as well as its string
+def _field_type(name: str, spec: FieldSpec) -> str:
+    kind = spec.type  # checked by DataSchema.from_config; a spec built in code is checked here
     if kind not in FIELD_TYPES:
         raise ValueError(f"field {name!r}: type must be one of {FIELD_TYPES}, got {kind!r}")
     return kind
@@ -152,7 +136,7 @@ class EventTokenizer:
     # ------------------------------------------------------------ fitting
 
     @classmethod
-    def fit(cls, tables: Iterable[pa.Table], schema: Any, *, min_count: int = 5, max_vocab: int | None = None,
+    def fit(cls, tables: Iterable[pa.Table], schema: DataSchema, *, min_count: int = 5, max_vocab: int | None = None,
             num_bins: int = 32, num_time_bins: int = 32, max_gap_days: float = 90.0,
             text_vocab_size: int = 2000, max_tokens: int = 8, sample_size: int = 1_000_000,
             max_text_train_values: int = 1_000_000, seed: int = 0, progress: bool = True) -> EventTokenizer:
@@ -167,10 +151,9 @@ class EventTokenizer:
 
         Args:
             tables: sequence tables (foundation.data.sequences), any entity types, read once.
-            schema: a DataSchema, or any object with ``fields`` and ``labels`` (mappings name -> spec, or
-                lists of specs with ``name``; specs may be objects or dicts); a field spec has ``type`` and
-                optional ``outcome``, ``min_count`` and ``extra``/``options`` (per-field overrides:
-                ``num_bins`` (alias ``bins``), ``log``, ``max_vocab``, ``vocab_size``, ``max_tokens``).
+            schema: the dataset's DataSchema: its ``labels`` pass through; each field's ``type``,
+                ``outcome``, ``min_count`` and ``extra`` (per-field overrides: ``num_bins`` (alias ``bins``),
+                ``log``, ``max_vocab``, ``vocab_size``, ``max_tokens``) shape its encoder.
             min_count: categorical values seen fewer times map to OOV (when the field sets none).
             max_vocab: cap on categorical vocabulary size (most frequent kept), None = no cap.
             num_bins: quantile bins per numeric field.
@@ -184,8 +167,8 @@ class EventTokenizer:
         Returns:
             The fitted EventTokenizer.
         """
-        declared = _named(getattr(schema, "fields", None))
-        labels = list(_named(getattr(schema, "labels", None)))
+        declared = schema.fields
+        labels = list(schema.labels)
         options = {"min_count": min_count, "max_vocab": max_vocab, "num_bins": num_bins,
                    "num_time_bins": num_time_bins, "max_gap_days": max_gap_days,
                    "text_vocab_size": text_vocab_size, "max_tokens": max_tokens, "sample_size": sample_size,
@@ -220,15 +203,15 @@ class EventTokenizer:
                    [n for n in labels if n in seen_labels], ENTITY_TYPES, options)
 
     @staticmethod
-    def _fitter(name: str, kind: str, spec: Any, opts: dict[str, Any]) -> Any:
-        """The fitter of one field; ``opts`` are the fit() options, overridden by the field's ``options``."""
-        # Per-field overrides: DataSchema keeps free encoder options in ``extra``; ``options`` also works.
-        field_opts = {**(_attr(spec, "extra") or {}), **(_attr(spec, "options") or {})}
+    def _fitter(name: str, kind: str, spec: FieldSpec | None, opts: dict[str, Any]) -> Any:
+        """The fitter of one field (spec None: a column the schema does not declare); ``opts`` are the fit()
+        options, overridden by the field's encoder options (``spec.extra``)."""
+        field_opts = dict(spec.extra) if spec is not None else {}
         if "bins" in field_opts:
             field_opts.setdefault("num_bins", field_opts["bins"])
-        outcome = bool(_attr(spec, "outcome", False))
+        outcome = spec is not None and spec.outcome
         if kind == "categorical":
-            min_count = _attr(spec, "min_count")
+            min_count = spec.min_count if spec is not None else None
             return CategoricalFitter(name, int(min_count if min_count is not None else opts["min_count"]),
                                      field_opts.get("max_vocab", opts["max_vocab"]), outcome)
         if kind in ("numeric", "timestamp"):

@@ -1,12 +1,16 @@
-"""Tiny hand-built sequence tables (architecture.md section 3) and a duck-typed schema for tests."""
+"""Tiny hand-built sequence tables (the sequence shard contract) and their DataSchema for tests."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from foundation.data.schema import DataSchema
+from tests.conftest import make_schema as data_schema
 
 DESCRIPTORS = ["AMZN MKTP US*2K4", "SHELL OIL 5744", "UBER *TRIP", "NETFLIX.COM", "AMZN MKTP US*9Z1",
                "STARBUCKS 1123", "SHELL OIL 1020", "UBER *EATS"]
@@ -15,20 +19,17 @@ EVENT_TYPES = ["charge", "decline", "refund", "dispute"]
 T0_MS = 1_704_067_200_000  # 2024-01-01 00:00:00 UTC, a Monday
 
 
-def make_schema(**field_overrides) -> SimpleNamespace:
-    """A DataSchema look-alike: fields and labels as mappings name -> spec."""
-    def spec(name, kind, **kw):
-        return SimpleNamespace(name=name, type=kind, outcome=kw.get("outcome", False),
-                               min_count=kw.get("min_count"), options=kw.get("options", {}))
-    fields = {
-        "event_type": spec("event_type", "categorical", outcome=True, min_count=1),
-        "amount": spec("amount", "numeric"),
-        "mcc": spec("mcc", "categorical", min_count=2),
-        "descriptor": spec("descriptor", "text"),
-    }
-    fields.update(field_overrides)
-    return SimpleNamespace(fields=fields, labels={"is_fraud": SimpleNamespace(name="is_fraud")},
-                           entities={"customer": SimpleNamespace(column="card_id")})
+FIELDS: dict[str, dict[str, Any]] = {
+    "event_type": {"type": "categorical", "outcome": True, "min_count": 1},
+    "amount": {"type": "numeric"},
+    "mcc": {"type": "categorical", "min_count": 2},
+    "descriptor": {"type": "text"},
+}
+
+
+def make_schema(**field_overrides: Mapping[str, Any]) -> DataSchema:
+    """The DataSchema of these tables: FIELDS (a keyword replaces that field's config) and the is_fraud label."""
+    return data_schema(fields={**FIELDS, **field_overrides}, labels=("is_fraud",), entities=("customer",))
 
 
 def sequences_from_events(entity_type: str, entity: np.ndarray, columns: dict[str, pa.Array]) -> pa.Table:

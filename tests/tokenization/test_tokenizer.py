@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import yaml
 
+from foundation.data.schema import DataSchema
 from foundation.tokenization import FORMAT_VERSION, EventTokenizer, TimeEncoder
 from foundation.tokenization import tokenizer as tokenizer_module
+from tests.conftest import make_schema as data_schema
 from tests.tokenization.fixtures import (
+    FIELDS,
     T0_MS,
     assert_tables_equal,
-     customer_table,
+    customer_table,
     issuer_table,
     make_schema,
     sequences_from_events,
@@ -74,29 +78,30 @@ def test_vocabulary_frequency_order_min_count_and_oov():
     times = pa.array(T0_MS + 1000 * np.arange(9), pa.timestamp("ms"))
     cols = {"event_time": times,
             "mcc": pa.array(["b", "a", "b", "c", "a", "c", "d", "b", None])}  # b:3, a:2, c:2, d:1
-    schema = SimpleNamespace(fields={"mcc": SimpleNamespace(type="categorical", min_count=2)}, labels={})
+    schema = data_schema(fields={"mcc": {"type": "categorical", "min_count": 2}}, labels=())
     tok = EventTokenizer.fit([one_entity(cols)], schema, progress=False)
     assert tok.encoders[0].vocab == ["b", "a", "c"]  # by count, ties by value; d below min_count
     new = one_entity({"event_time": times[:5], "mcc": pa.array(["a", "d", "zzz", None, "b"])})
     assert flat(tok.encode(new), "mcc").tolist() == [3, 1, 1, 1, 2]
     # Without a per-field min_count the fit() default applies.
-    schema.fields["mcc"].min_count = None
+    schema = data_schema(fields={"mcc": {"type": "categorical"}}, labels=())
     assert EventTokenizer.fit([one_entity(cols)], schema, min_count=1, progress=False).encoders[0].vocab == \
         ["b", "a", "c", "d"]
 
 
-def test_schema_may_be_plain_mappings(table, tok):
-    """A parsed YAML schema (lists/dicts instead of DataSchema objects) fits the same tokenizer."""
-    fields = [{"name": n, "type": f.type, "outcome": f.outcome, "min_count": f.min_count}
-              for n, f in make_schema().fields.items()]
-    plain = SimpleNamespace(fields=fields, labels=["is_fraud"])
+def test_schema_read_from_yaml_fits_the_same_tokenizer(table, tok, tmp_path):
+    """The dataset YAML (conf/data/<name>.yaml, read by DataSchema.from_yaml) fits the same tokenizer."""
+    config = {"name": "tokens", "source": {"path": "events.parquet"}, "timestamp": "ts",
+              "entities": {"customer": "card_id"}, "fields": FIELDS, "labels": {"is_fraud": "is_fraud"}}
+    (tmp_path / "tokens.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    plain = DataSchema.from_yaml(tmp_path / "tokens.yaml")
     fitted = EventTokenizer.fit([table, issuer_table()], plain, progress=False, text_vocab_size=120)
     assert fitted.to_dict() == tok.to_dict()
 
 
 def test_per_field_options_from_schema_extra(table):
-    schema = make_schema(amount=SimpleNamespace(type="numeric", extra={"num_bins": 4}),
-                         descriptor=SimpleNamespace(type="text", options={"max_tokens": 3}))
+    schema = make_schema(amount={"type": "numeric", "extra": {"num_bins": 4}},
+                         descriptor={"type": "text", "max_tokens": 3})
     fitted = EventTokenizer.fit([table], schema, progress=False, text_vocab_size=120)
     specs = {s["name"]: s for s in fitted.field_specs()}
     assert specs["amount"]["num_bins"] == 4 + 2 and specs["descriptor"]["max_tokens"] == 3
@@ -207,7 +212,7 @@ def test_chunked_and_sliced_inputs_encode_like_the_whole(tok, table, monkeypatch
 def test_timestamp_field_is_its_age_at_the_event():
     times = pa.array(T0_MS + 86_400_000 * np.arange(1, 5), pa.timestamp("ms"))
     opened = pa.array([T0_MS, T0_MS, None, T0_MS], pa.timestamp("ms"))
-    schema = SimpleNamespace(fields={"opened": SimpleNamespace(type="timestamp")}, labels={})
+    schema = data_schema(fields={"opened": {"type": "timestamp"}}, labels=())
     table = one_entity({"event_time": times, "opened": opened})
     tok = EventTokenizer.fit([table], schema, progress=False)
     enc = tok.encode(table)
@@ -237,6 +242,7 @@ def test_bad_input_errors_name_the_problem(tok, table):
     wrong_length = table.set_column(2, "length", pa.array([1] * table.num_rows, pa.int32()))
     with pytest.raises(ValueError, match="'event_time': row 0"):
         tok.encode(wrong_length)
-    bad_type = SimpleNamespace(fields={"mcc": SimpleNamespace(type="categorial")}, labels={})
+    schema = data_schema(fields={"mcc": {"type": "categorical"}}, labels=())  # a config refuses the typo
+    bad_type = dataclasses.replace(schema, fields={"mcc": dataclasses.replace(schema.fields["mcc"], type="categorial")})
     with pytest.raises(ValueError, match="'mcc': type must be one of"):
         EventTokenizer.fit([table], bad_type, progress=False)
