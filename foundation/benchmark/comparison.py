@@ -29,6 +29,7 @@ import torch
 
 from foundation.benchmark.report import error_entry
 from foundation.benchmark.training import bench_training, matmul_peak_flops
+from foundation.data.schema import DataSchema
 from foundation.evaluation.metrics import evaluate_scores
 from foundation.evaluation.splits import TaskSpec, select_examples
 from foundation.finetuning import bound_examples, chosen_customers
@@ -82,7 +83,7 @@ def ensure_lifestream_env(create: bool, timeout: float, log_path: Path) -> Path:
 # ---------------------------------------------------------------- examples and shards
 
 
-def fraud_examples(events: pa.Table, schema: Any, task: TaskSpec, bounds: Mapping[str, Any],
+def fraud_examples(events: pa.Table, schema: DataSchema, task: TaskSpec, bounds: Mapping[str, Any],
                    seed: int) -> dict[str, pa.Table]:
     """The task's out-of-time examples per split, bounded like a fine-tune run (a seeded share of customers,
     the last/first days of each period), so four models can be embedded and compared in minutes."""
@@ -248,7 +249,7 @@ class Comparison:
     encoded: pa.Table
     store: SequenceStore
     prepared_root: Path
-    schema: Any
+    schema: DataSchema
 
     def downstream(self, name: str, vectors: np.ndarray, has_history: np.ndarray, lcfg: Mapping[str, Any]
                    ) -> dict[str, Any]:
