@@ -25,6 +25,7 @@ from benchmarks.lifestream.harness import (
     run_lifestream_benchmark,
 )
 from benchmarks.lifestream.shard_features import OOV_ID, FeatureEncoder, infer_columns, read_sequences
+from tests.conftest import make_schema
 
 CATEGORICAL = ["event_type", "mcc", "channel", "merchant_country", "decline_code"]
 
@@ -114,15 +115,9 @@ def test_missing_environment_is_a_clear_error(tmp_path):
 
 
 def test_schema_columns_and_command_line(tmp_path):
-    class Spec:
-        def __init__(self, type_):
-            self.type = type_
-
-    class Schema:
-        fields = {"mcc": Spec("categorical"), "amount": Spec("numeric"), "descriptor": Spec("text")}
-        labels = {"is_fraud": object()}
-
-    cols = columns_from_schema(Schema())
+    schema = make_schema(fields={"mcc": {"type": "categorical"}, "amount": {"type": "numeric"},
+                                 "descriptor": {"type": "text"}}, labels=("is_fraud",))
+    cols = columns_from_schema(schema)
     assert cols == {"categorical": ["mcc"], "numeric": ["amount"], "labels": ["is_fraud"]}
     cmd = run_coles_command(tmp_path / "py", "rnn", "seq", 64, 10, tmp_path / "o",
                             {"categorical": cols["categorical"], "labels": ["a", "b"], "no_pit": True,
