@@ -14,12 +14,10 @@ from omegaconf import OmegaConf
 
 from foundation.evaluation.splits import TaskSpec
 from foundation.finetuning import CONF_DIR, bound_examples, chosen_customers, results_table, training_pool
+from tests.conftest import make_schema
 from tests.embeddings.world import REPO, raw_events, write_events
 
-SCHEMA = OmegaConf.create({"splits": {"pretrain": {"start": "2024-01-01", "end": "2024-04-01"},
-                                      "train": {"start": "2024-02-01", "end": "2024-04-08"},
-                                      "validation": {"start": "2024-04-15", "end": "2024-05-13"},
-                                      "test": {"start": "2024-05-20", "end": "2024-07-01"}, "label_delay": "7d"}})
+SCHEMA = make_schema()  # the synthetic periods, label delay 7d
 
 
 def _examples(days: list[str]) -> pa.Table:
