@@ -166,8 +166,21 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
                for c in comparisons)
     assert "Against the baselines" in (folder / "report.md").read_text()
     for name in ("report.md", "plots/customer_embeddings.png", "plots/pretraining_loss.png",
-                 "plots/authorization_label_efficiency.png", "finetune.json"):
+                 "plots/authorization_label_efficiency.png", "finetune.json", "plots/authorization_slices.png",
+                 "plots/authorization_drift.png"):
         assert (folder / name).exists(), name
+    # per-example scores of every model trained on all labels, aligned on the test events, with slice columns
+    from foundation.evaluation.scores import read_scores
+
+    scores, scored_models, extra = read_scores(folder / "scores.parquet")
+    test_rows = [r for r in rows if r["label_fraction"] == 1.0]
+    assert set(scored_models) == {r["model"] for r in test_rows}
+    assert scores.num_rows == test_rows[0]["n_test"] and set(scores.column("task").to_pylist()) == {"authorization"}
+    assert int(scores.column("label").to_numpy().sum()) == test_rows[0]["n_test_positive"]
+    assert {"task", "amount", "history_length", "channel"} <= set(extra)
+    report = (folder / "report.md").read_text()
+    assert "authorization: PR-AUC per slice" in report and "| channel |" in report
+    assert "authorization: feature drift between the train and test examples (PSI)" in report
 
     both, table = finetune_all(finetune_config([f"checkpoint={run_dir}", f"paths.root_dir={tmp_path}",
                                                 "head=probe", "baselines.scratch=false", "run_name=all",

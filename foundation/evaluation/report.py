@@ -197,6 +197,7 @@ def write_report(
     seed: int = 0,
     fpr: float = 0.01,
     confidence: float = 0.95,
+    sections: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Compute every model's test metrics and write metrics.json, report.md and the plots.
 
@@ -209,6 +210,7 @@ def write_report(
         seed: bootstrap seed (the same for every model: paired resamples of the same examples).
         fpr: target FPR of the recall metric.
         confidence: interval coverage.
+        sections: further markdown lines appended to report.md (e.g. slices and drift).
 
     Returns:
         name -> path: `metrics_json`, `report_md`, and one entry per PNG (`curves_<task>`,
@@ -253,7 +255,8 @@ def write_report(
     paths["metrics_json"] = run_dir / "metrics.json"
     paths["metrics_json"].write_text(json.dumps(document, indent=2, default=_json_default))
     paths["report_md"] = run_dir / "report.md"
-    paths["report_md"].write_text(_markdown(by_task, keys, paths, run_dir, n_bootstrap, confidence, comparisons))
+    markdown = _markdown(by_task, keys, paths, run_dir, n_bootstrap, confidence, comparisons)
+    paths["report_md"].write_text("\n".join([markdown.rstrip("\n"), *sections]) + "\n")
     return paths
 
 

@@ -158,6 +158,8 @@ class TaskSpec:
         label_fractions: fractions of the train labels for the label-efficiency curve.
         velocity: raw config of the hand-crafted features (foundation.evaluation.velocity.VelocityConfig).
         gbdt: raw config of the LightGBM head (foundation.heads.gbdt.GBDTHead.from_config).
+        slices: columns whose values the report breaks the test metrics down by (schema fields, or columns of
+            the raw source the schema does not map, e.g. an annotation of how an event was generated).
         extra: any other keys of the task config (left to the heads that read them).
     """
 
@@ -169,6 +171,7 @@ class TaskSpec:
     label_fractions: tuple[float, ...] = (1.0,)
     velocity: dict = field(default_factory=dict)
     gbdt: dict = field(default_factory=dict)
+    slices: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -191,7 +194,8 @@ class TaskSpec:
         bad = [f for f in fractions if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"task {cfg['name']}: label_fractions must be in (0, 1], got {bad}")
-        known = {"name", "label", "entities", "examples", "positive_value", "label_fractions", "velocity", "gbdt"}
+        known = {"name", "label", "entities", "examples", "positive_value", "label_fractions", "velocity", "gbdt",
+                 "slices"}
         return cls(
             name=str(cfg["name"]),
             label=str(cfg["label"]),
@@ -201,6 +205,7 @@ class TaskSpec:
             label_fractions=fractions,
             velocity=dict(cfg.get("velocity") or {}),
             gbdt=dict(cfg.get("gbdt") or {}),
+            slices=tuple(str(c) for c in cfg.get("slices") or ()),
             extra={k: v for k, v in cfg.items() if k not in known},
         )
 

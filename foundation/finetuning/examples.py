@@ -13,12 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foundation.data.schema import DataSchema
 from foundation.evaluation.splits import TaskSpec, schema_period, subsample_labels
 
 SPLITS = ("train", "validation", "test")
 
 
-def bound_examples(table: pa.Table, split: str, schema: Any, bounds: Any, customers: pa.Array | None) -> pa.Table:
+def bound_examples(table: pa.Table, split: str, schema: DataSchema, bounds: Any, customers: pa.Array | None) -> pa.Table:
     """Keep the examples of the chosen customers and of the first/last `days` of the period.
 
     Train keeps its last days (the labels closest to the test period), validation and test their first days.

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from foundation.evaluation.report import SCRATCH_BASELINE, ModelResult, log_report_to_wandb, write_report
 from foundation.finetuning.config import ALL_TASKS, finetune_config, save_config, task_specs
+from foundation.finetuning.diagnostics import diagnostics_markdown, write_diagnostics
 from foundation.finetuning.recipes import FullFinetune
 from foundation.finetuning.run import FinetuneRun
 from foundation.finetuning.summary import results_table, trait_embeddings
@@ -76,9 +77,11 @@ def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tu
             results += model.train(name, fr, task, out_dir)
             fr.tick(f"{task.name}/{name}")
     report = cfg.get("report") or {}
+    found = write_diagnostics(out_dir, fr, results, float(report.get("drift_threshold", 0.2)))
     paths = write_report(out_dir, results, loss_log=fr.run.loss_log,
                          embeddings=trait_embeddings(fr, int(report.get("trait_customers", 2000))),
-                         n_bootstrap=int(report.get("n_bootstrap", 1000)), seed=int(cfg.seed))
+                         n_bootstrap=int(report.get("n_bootstrap", 1000)), seed=int(cfg.seed),
+                         sections=diagnostics_markdown(found))
     fr.tick("report")
     _wandb(cfg, paths)
     summary = {"checkpoint": str(fr.run.hf_dir), "tasks": [t.name for t in fr.tasks], "heads": list(models),
