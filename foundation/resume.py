@@ -144,8 +144,16 @@ def _apply(config: DictConfig, changes: dict[str, tuple[Any, Any]]) -> None:
             if value != "<absent>":
                 OmegaConf.update(config, key, value, force_add=True)
             elif OmegaConf.select(config, key) is not None:
-                parent, _, leaf = key.rpartition(".")
-                del (OmegaConf.select(config, parent) if parent else config)[leaf]
+                _delete(config, key)
+
+
+def _delete(config: DictConfig, key: str) -> None:
+    """Delete `key` and the parents it leaves empty (`~callbacks.kill` removes the whole callback)."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, parent) if parent else config
+    del node[leaf]
+    if parent and len(node) == 0:
+        _delete(config, parent)
 
 
 def resume_config(cfg: DictConfig, overrides: list[str] | None = None, config_name: str | None = None

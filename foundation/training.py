@@ -85,7 +85,7 @@ def save_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
     if new_run:
         with open_dict(cfg):
             for logger_cfg in (cfg.get("logger") or {}).values():
-                if "Wandb" in str(logger_cfg.get("_target_", "")) and logger_cfg.get("id") is None:
+                if logger_cfg is not None and "Wandb" in str(logger_cfg.get("_target_")) and logger_cfg.get("id") is None:
                     logger_cfg.id = uuid.uuid4().hex[:12]
         started = [o for o in (overrides or []) if not o.startswith("ckpt_path=")]
         OmegaConf.save(OmegaConf.create(started), run_dir / OVERRIDES_FILE)
@@ -190,11 +190,12 @@ def pretrain(cfg: DictConfig) -> Path:
     )
     new_run = not any(run_dir.glob("*.ckpt"))
     save_run_config(cfg, run_dir, overrides, new_run=ckpt_path is None)
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    # A null entry is switched off (`++callbacks.<name>=null` drops one on a resume).
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
         summary = cfg.trainer.get("enable_model_summary")
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False,

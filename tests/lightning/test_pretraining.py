@@ -45,7 +45,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_project):
     crash_dir = tiny_project / "checkpoints" / "crash"
     assert (crash_dir / "last.ckpt").exists() and not (crash_dir / "params-rank0.txt").exists()
 
-    resumed = run_pretrain(tiny_project, ["run_name=crash", "trainer.max_epochs=3", "ckpt_path=last", *DIGEST])
+    # A resume continues with the run's saved config, killer included, unless an override switches it off.
+    resumed = run_pretrain(tiny_project, ["run_name=crash", "trainer.max_epochs=3", "ckpt_path=last",
+                                          "++callbacks.kill=null", *DIGEST])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     full_state = torch.load(tiny_project / "checkpoints" / "full" / "last.ckpt", weights_only=True)
     resumed_state = torch.load(crash_dir / "last.ckpt", weights_only=True)

@@ -118,3 +118,12 @@ def test_step_logs_no_zero_for_absent_fields(stage):
     assert logged[f"{stage}/next_event/mcc_loss"] == 2
     # train: not logged at all; validation: weight 0 (the key stays for DDP's sync, the mean is unchanged)
     assert logged.get(f"{stage}/next_event/issuer_loss") == (None if stage == "train" else 0)
+
+
+def test_resume_outside_hydra_drops_a_removed_callback(tmp_path):
+    cfg = saved_run(tmp_path)
+    OmegaConf.save(OmegaConf.merge(cfg, {"callbacks": {"kill": {"epoch": 1}, "keep": {"a": 1}}}),
+                   tmp_path / "run" / "config.yaml")
+    cfg.ckpt_path = "last"
+    cfg.callbacks = {"keep": {"a": 1}}
+    assert OmegaConf.to_container(resume_config(cfg).callbacks) == {"keep": {"a": 1}}

@@ -44,6 +44,10 @@ def test_resume_keeps_history_and_refuses_a_conflicting_override(tiny_project):
     run_dir = tiny_project / "checkpoints" / "history"
     first = run_pretrain(tiny_project, ["model=gru", "logger=wandb", "run_name=history", "trainer.max_epochs=1"])
     assert first.returncode == 0, first.stderr[-3000:]
+    output = first.stdout + first.stderr  # a new run prints none of the libraries' noise
+    for noise in ("anonymous setting", "litlogger", "exists and is not empty", "FLOPs", "LeafSpec"):
+        assert noise not in output, noise
+    assert "parameters (gru, hidden 32" in first.stdout
     rows_before = pd.read_csv(run_dir / "csv" / "metrics.csv")
     wandb_id = OmegaConf.load(run_dir / "config.yaml").logger.wandb.id
     assert wandb_id
