@@ -6,6 +6,7 @@
 | `mlp` | mlp.py | frozen task features | MLP (torch) |
 | `full` | full.py | the same features, encoder fine-tuned | encoder + MLP end to end |
 | `gbdt` | gbdt.py | frozen features + the event's raw fields (or velocity features) | LightGBM |
+| `fusion` | fusion.py | frozen features + the event's raw fields (categorical ones embedded) | MLP (torch) |
 
 Every head is a `Head` (base.py): `predict_proba(features (N, D)) -> (N,)`, a validation `threshold`, the
 columns it reads (`inputs`, a `HeadInputs`) and one save/load. conf/head/<name>.yaml builds them with
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from foundation.heads.base import Head, head_class
 from foundation.heads.full import FullHead
+from foundation.heads.fusion import FusionHead
 from foundation.heads.gbdt import GBDTHead
 from foundation.heads.inputs import HeadInputs
 from foundation.heads.mlp import MLPHead
@@ -45,4 +47,4 @@ def load_head(directory: str | Path) -> Head:
     return head_class(json.loads(meta_path.read_text()), meta_path).load(directory)
 
 
-__all__ = ["FullHead", "GBDTHead", "Head", "HeadInputs", "MLPHead", "ProbeHead", "load_head"]
+__all__ = ["FullHead", "FusionHead", "GBDTHead", "Head", "HeadInputs", "MLPHead", "ProbeHead", "load_head"]
