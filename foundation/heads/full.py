@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,10 @@ class FullHead(Head):
         entities: the task's entity types (feature order).
         hidden_sizes, dropout: the head MLP.
         encoder_lr, head_lr, weight_decay: AdamW settings (the encoder moves slower than the head).
-        steps: optimisation steps (bounded: minutes on CPU).
+        steps: optimisation steps at most.
+        budget_minutes: wall-clock budget of the training loop (None: no budget); when it runs out the loop
+            validates once more and stops, keeping the best weights so far (a CPU-minutes knob; on a GPU the
+            step count is the bound).
         batch_size: examples per step.
         eval_every: steps between validation PR-AUC checks (early stopping on it).
         patience: checks without improvement before stopping.
@@ -128,7 +132,8 @@ class FullHead(Head):
                  hidden_sizes: Sequence[int] = (128,), dropout: float = 0.1, encoder_lr: float = 3e-4,
                  head_lr: float = 1e-3, weight_decay: float = 0.01, steps: int = 200, batch_size: int = 32,
                  eval_every: int = 50, patience: int = 3, positive_share: float = 0.25,
-                 train_window: int | None = None, seed: int = 0, device: str = "cpu", pretrained: bool = True):
+                 train_window: int | None = None, seed: int = 0, device: str = "cpu", pretrained: bool = True,
+                 budget_minutes: float | None = None):
         super().__init__()
         self.encoder = encoder.to(device)
         self.field_specs = list(field_specs)
@@ -140,6 +145,7 @@ class FullHead(Head):
         self.patience, self.positive_share = int(patience), float(positive_share)
         self.train_window = None if train_window is None else int(train_window)
         self.seed, self.device, self.pretrained = int(seed), torch.device(device), bool(pretrained)
+        self.budget_minutes = None if budget_minutes is None else float(budget_minutes)
         torch.manual_seed(self.seed)
         self.head = mlp_body(self.layout.n_features, self.hidden_sizes, self.dropout).to(self.device)
         self.inputs = HeadInputs.of(self.layout)
@@ -162,7 +168,7 @@ class FullHead(Head):
                 "head_lr": self.head_lr, "weight_decay": self.weight_decay, "steps": self.steps,
                 "batch_size": self.batch_size, "eval_every": self.eval_every, "patience": self.patience,
                 "positive_share": self.positive_share, "train_window": self.train_window, "seed": self.seed,
-                "pretrained": self.pretrained}
+                "pretrained": self.pretrained, "budget_minutes": self.budget_minutes}
 
     # ------------------------------------------------------------ features
 
@@ -231,6 +237,8 @@ class FullHead(Head):
             {"params": self.head.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss()
         best, best_step, state, history, bad, losses = -1.0, 0, None, [], 0, []
+        deadline = None if self.budget_minutes is None else time.monotonic() + 60.0 * self.budget_minutes
+        stopped_by = "steps"
         bar = tqdm(range(1, self.steps + 1), desc="fine-tune", unit="step", leave=False)
         for step in bar:
             self.encoder.train()
@@ -243,7 +251,8 @@ class FullHead(Head):
             torch.nn.utils.clip_grad_norm_([*self.encoder.parameters(), *self.head.parameters()], 1.0)
             optimizer.step()
             losses.append(loss.item())
-            if step % self.eval_every == 0 or step == self.steps:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if step % self.eval_every == 0 or step == self.steps or out_of_time:
                 score = pr_auc(validation.labels, self.predict_windows(validation))
                 history.append((step, round(score, 6)))
                 bar.set_postfix(loss=f"{np.mean(losses[-self.eval_every:]):.4f}", val_pr_auc=f"{score:.4f}")
@@ -253,16 +262,22 @@ class FullHead(Head):
                 else:
                     bad += 1
                     if bad >= self.patience:
+                        stopped_by = "patience"
                         break
+                if out_of_time:
+                    stopped_by = "budget"
+                    break
         self.encoder.load_state_dict(state[0])
         self.head.load_state_dict(state[1])
         self.encoder.eval()
         self.head.eval()
-        self.info = {"best_step": best_step, "steps_run": len(losses), "validation_pr_auc": best,
+        self.info = {"best_step": best_step, "steps_run": len(losses), "stopped_by": stopped_by,
+                     "validation_pr_auc": best,
                      "validation_pr_auc_by_step": history, "final_train_loss": float(np.mean(losses[-10:])),
                      "n_train": int(len(train)), "n_train_positive": int(train.labels.sum()),
                      "n_validation_early_stopping": int(len(validation))}
-        log.info("full head: best step %d/%d, validation PR-AUC %.4f", best_step, len(losses), best)
+        log.info("full head: best step %d/%d (stopped by %s), validation PR-AUC %.4f", best_step, len(losses),
+                 stopped_by, best)
         return self
 
     def choose_threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:

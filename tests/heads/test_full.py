@@ -81,3 +81,17 @@ def test_learns_a_planted_signal_and_round_trips(world, examples, tmp_path):
     assert (tmp_path / "full" / "encoder" / "tokenizer_config.json").exists()
     for key, value in head.encoder.state_dict().items():
         torch.testing.assert_close(loaded.encoder.state_dict()[key], value)
+
+
+def test_a_time_budget_stops_training_and_keeps_the_best_weights(world, examples):
+    states, labels = examples
+    n = len(labels)
+    train, val = np.arange(0, n // 2), np.arange(n // 2, 3 * n // 4)
+    head = _head(world, steps=10_000, batch_size=16, eval_every=1_000, patience=3, train_window=6,
+                 budget_minutes=0.02, seed=0)  # ~1 s: far fewer than 10,000 steps, one validation at the stop
+    frozen = PointInTimeStates(world.store, PointInTimeEncoder(head.encoder, head.field_specs, 256, progress=False))
+    head.fit(window_set(frozen, states.take(train), labels[train], ENTITIES, 6),
+             window_set(frozen, states.take(val), labels[val], ENTITIES, 6))
+    assert head.info["stopped_by"] == "budget" and head.info["steps_run"] < 10_000
+    assert head.info["best_step"] == head.info["steps_run"] and len(head.info["validation_pr_auc_by_step"]) == 1
+    assert head.settings()["budget_minutes"] == 0.02
