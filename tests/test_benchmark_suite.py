@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from foundation.benchmark.comparison import run_order, throughput_ratios, truncate_sequences
+from foundation.benchmark.comparison import run_order, throughput_ratios
+from foundation.benchmark.examples import truncate_sequences
 from foundation.benchmark.report import render_markdown
 from foundation.benchmark.suite import SECTIONS, has_error, run_suite
 

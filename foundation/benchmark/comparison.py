@@ -13,8 +13,6 @@ scored on the same test examples with bootstrap intervals (`foundation.evaluatio
 
 from __future__ import annotations
 
-import logging
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,201 +25,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from foundation.benchmark.downstream import our_embeddings, score_features, their_embeddings
+from foundation.benchmark.examples import customer_shard, example_keys, fraud_examples
+from foundation.benchmark.lifestream_env import ensure_lifestream_env
 from foundation.benchmark.report import error_entry
 from foundation.benchmark.training import bench_training, matmul_peak_flops
 from foundation.data.schema import DataSchema
-from foundation.evaluation.metrics import evaluate_scores
-from foundation.evaluation.splits import TaskSpec, select_examples
-from foundation.finetuning import bound_examples, chosen_customers
-from foundation.heads.gbdt import GBDTHead
+from foundation.evaluation.splits import TaskSpec
 from foundation.model import build_config
-from foundation.pointintime import PointInTimeEncoder, PointInTimeStates, SequenceStore, raw_field_features
+from foundation.pointintime import SequenceStore, raw_field_features
 from foundation.preparation import encode_period, load_events
 
-log = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parents[2]
-SPLITS = ("train", "validation", "test")
-TASK_CONF = ROOT / "conf" / "task"
-
-
-class LifestreamUnavailable(RuntimeError):
-    """The pytorch-lifestream environment is missing and could not be created (the reason says why)."""
-
-
-def ensure_lifestream_env(create: bool, timeout: float, log_path: Path) -> Path:
-    """The ptls interpreter; runs benchmarks/lifestream/setup_env.sh first when the environment is missing.
-
-    Raises:
-        LifestreamUnavailable: missing and `create` is off, or the setup failed / timed out (with its log).
-    """
-    from benchmarks.lifestream.harness import LifestreamEnvMissing, lifestream_python
-
-    try:
-        return lifestream_python()
-    except LifestreamEnvMissing as err:
-        if not create:
-            raise LifestreamUnavailable(f"{err} (lifestream.create_env is false)") from None
-    script = ROOT / "benchmarks" / "lifestream" / "setup_env.sh"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"creating the pytorch-lifestream environment ({script}; a few minutes), log {log_path}", flush=True)
-    with open(log_path, "w") as out:
-        try:
-            done = subprocess.run(["bash", str(script)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise LifestreamUnavailable(f"setup_env.sh did not finish in {timeout:.0f} s; log {log_path}") from None
-    if done.returncode != 0:
-        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        raise LifestreamUnavailable(f"setup_env.sh failed (exit {done.returncode}); log {log_path}:\n{tail}")
-    try:
-        return lifestream_python()
-    except LifestreamEnvMissing as err:
-        raise LifestreamUnavailable(str(err)) from None
-
-
-# ---------------------------------------------------------------- examples and shards
-
-
-def fraud_examples(events: pa.Table, schema: DataSchema, task: TaskSpec, bounds: Mapping[str, Any],
-                   seed: int) -> dict[str, pa.Table]:
-    """The task's out-of-time examples per split, bounded like a fine-tune run (a seeded share of customers,
-    the last/first days of each period), so four models can be embedded and compared in minutes."""
-    customers = chosen_customers(events, bounds.get("customers"), seed)
-    out = {}
-    for split in SPLITS:
-        table = bound_examples(select_examples(events, schema, task, split), split, schema, bounds, customers)
-        labels = table.column("label").to_numpy()
-        if len(labels) == 0 or labels.min() == labels.max():
-            raise ValueError(f"{split}: {len(labels)} examples, {int(labels.sum())} positive: one class only; "
-                             "widen lifestream.examples (customers, days)")
-        out[split] = table
-    return out
-
-
-def truncate_sequences(table: pa.Table, until_ms: int) -> pa.Table:
-    """Sequence rows cut to their events strictly before `until_ms` (every list column), lengths updated.
-
-    Args:
-        table: sequence rows (the per-entity sequence layout).
-        until_ms: epoch milliseconds.
-    """
-    times = table.column("event_time").combine_chunks()
-    offsets = times.offsets.to_numpy().astype(np.int64)
-    flat = times.flatten().cast(pa.int64()).to_numpy()
-    keep = flat < until_ms
-    kept_before = np.concatenate([[0], np.cumsum(keep)])
-    new_offsets = pa.array(kept_before[offsets - offsets[0]].astype(np.int32))
-    mask = pa.array(keep)
-    columns = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_list(column.type):
-            values = column.combine_chunks().flatten().filter(mask)
-            columns[name] = pa.ListArray.from_arrays(new_offsets, values)
-        else:
-            columns[name] = column
-    columns["length"] = pa.array(np.diff(kept_before[offsets - offsets[0]]).astype(np.int32))
-    return pa.table(columns)
-
-
-def customer_shard(seq_dir: Path, entity_type: str, entity_ids: pa.Array, until_ms: int, out_dir: Path) -> Path:
-    """One shard holding the sequences of `entity_ids` (cut at `until_ms`): what ptls embeds.
-
-    Returns:
-        `out_dir` (with `<entity_type>/part-00000.parquet`).
-    """
-    files = sorted((seq_dir / entity_type).glob("part-*.parquet"))
-    tables = []
-    for path in files:
-        table = pq.read_table(path)
-        tables.append(table.filter(pc.is_in(table.column("entity_id"), value_set=entity_ids)))
-    target = out_dir / entity_type / "part-00000.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(truncate_sequences(pa.concat_tables(tables), until_ms), target)
-    return out_dir
-
-
-def example_keys(examples: dict[str, pa.Table]) -> pa.Table:
-    """row, event_id, event_time, customer_id, label, split of every example, splits in order."""
-    parts = [t.select(["row", "event_id", "event_time", "customer_id", "label"])
-             .append_column("split", pa.array([s] * t.num_rows, pa.string())) for s, t in examples.items()]
-    return pa.concat_tables(parts)
-
-
-# ---------------------------------------------------------------- embeddings of both frameworks
-
-
-def our_embeddings(model: torch.nn.Module, field_specs: Sequence[Mapping], store: SequenceStore,
-                   keys: pa.Table) -> tuple[np.ndarray, np.ndarray, float]:
-    """Customer states strictly before each example with our trained model (the block windows of foundation.pointintime).
-
-    Returns:
-        (embedding (N, H) float32, has_history (N,) bool, seconds).
-    """
-    start = time.perf_counter()
-    encoder = PointInTimeEncoder(model, field_specs, progress=False)
-    times = pc.cast(keys.column("event_time"), pa.timestamp("ms")).cast(pa.int64()).to_numpy()
-    found = PointInTimeStates(store, encoder).as_of("customer", keys.column("customer_id"), times,
-                                                     keys.column("event_id"))
-    return found.hidden, found.has_history, time.perf_counter() - start
-
-
-def their_embeddings(pit_path: str | Path, keys: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """ptls point-in-time embeddings (state strictly before each event) in the order of `keys`.
-
-    Raises:
-        KeyError: examples without an embedding (the embedded shard or its filters missed them).
-    """
-    table = pq.read_table(pit_path, columns=["event_id", "has_history", "embedding"])
-    index = pc.index_in(pc.cast(keys.column("event_id"), pa.string()), value_set=table.column("event_id"))
-    if index.null_count:
-        raise KeyError(f"{index.null_count} of {keys.num_rows} examples have no ptls embedding in {pit_path}")
-    rows = index.to_numpy(zero_copy_only=False).astype(np.int64)
-    embedding = table.column("embedding").combine_chunks()
-    width = embedding.type.list_size
-    vectors = embedding.flatten().to_numpy().reshape(-1, width)[rows].astype(np.float32)
-    return vectors, table.column("has_history").to_numpy()[rows].astype(bool)
-
-
-# ---------------------------------------------------------------- the head
-
-
-def gbdt_head(task: TaskSpec, overrides: Mapping[str, Any] | None) -> GBDTHead:
-    """The task's LightGBM settings with `overrides` ({num_boost_round, early_stopping_rounds, params})."""
-    settings = {**task.gbdt}
-    extra = dict(overrides or {})
-    settings["params"] = {**settings.get("params", {}), **dict(extra.pop("params", {}) or {})}
-    settings.update(extra)
-    return GBDTHead.from_config(settings)
-
-
-def score_features(name: str, features: np.ndarray, keys: pa.Table, raw: np.ndarray, raw_names: list[str],
-                   categorical: list[str], task: TaskSpec, head: Mapping[str, Any] | None,
-                   n_bootstrap: int) -> dict[str, Any]:
-    """Fit the head on train (early stopping on validation) and score the test examples.
-
-    Args:
-        features: (N, D) model features of every example (D = 0 for the raw-only reference).
-        keys: example_keys (split and label per row).
-        raw: (N, R) raw fields of the examples.
-    Returns:
-        pr_auc / roc_auc / recall_at_1pct_fpr {value, ci_low, ci_high}, n_test, n_test_positive, trees.
-    """
-    split = keys.column("split").to_numpy(zero_copy_only=False)
-    labels = keys.column("label").to_numpy().astype(np.int64)
-    X = np.hstack([features, raw]).astype(np.float32)
-    names = [f"{name}_{i}" for i in range(features.shape[1])] + raw_names
-    tr, va, te = (split == s for s in SPLITS)
-    model = gbdt_head(task, head).fit(X[tr], labels[tr], X[va], labels[va], feature_names=names,
-                                      categorical_features=categorical)
-    metrics = evaluate_scores(labels[te], model.predict_proba(X[te]), n_bootstrap=n_bootstrap)
-    return {**{k: v for k, v in metrics.items() if isinstance(v, dict)}, "n_test": metrics["n"],
-            "n_test_positive": metrics["n_positive"], "n_train": int(tr.sum()),
-            "trees": model.info.get("best_iteration")}
-
-
-# ---------------------------------------------------------------- the section
+TASK_CONF = Path(__file__).resolve().parents[2] / "conf" / "task"
 
 
 @dataclass

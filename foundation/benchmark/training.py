@@ -4,7 +4,8 @@ of a step spent outside the model (batch selection + collation)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,62 @@ def step_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
         model(batch).loss.backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
+
+
+@dataclass
+class StepTimes:
+    """Totals over the timed (post warm-up) steps of `timed_steps`.
+
+    Attributes:
+        data_s: wall seconds drawing and collating batches; model_s: forward + backward + optimizer step.
+        cpu_s: this process's CPU seconds of whole steps; events: real (unpadded) events seen.
+        flops: model FLOPs (forward + backward); final_loss: loss of the last step.
+    """
+
+    data_s: float = 0.0
+    model_s: float = 0.0
+    cpu_s: float = 0.0
+    events: int = 0
+    flops: float = 0.0
+    final_loss: float = float("nan")
+
+
+def timed_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                draw: Callable[[], dict[str, torch.Tensor]], steps: int, warmup: int) -> StepTimes:
+    """Run `warmup` untimed then `steps` timed optimizer steps on batches from `draw`.
+
+    FLOPs scale with padded positions (B*T): they are counted once and scaled per step (the counter itself
+    is slow). The first untimed warm-up step doubles as the count; without warm-up, one extra pass counts.
+    """
+    flops_per_position = None
+    if warmup == 0:
+        probe = draw()
+        flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
+    out = StepTimes()
+    for step in range(warmup + steps):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        batch = draw()
+        t1 = time.perf_counter()
+        if flops_per_position is None:
+            with FlopCounterMode(display=False) as counter:
+                loss = model(batch).loss
+                loss.backward()
+            flops_per_position = counter.get_total_flops() / batch["attention_mask"].numel()
+        else:
+            loss = model(batch).loss
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t2 = time.perf_counter()
+        if step >= warmup:
+            out.data_s += t1 - t0
+            out.model_s += t2 - t1
+            out.cpu_s += time.process_time() - c0
+            out.events += int(batch["attention_mask"].sum())
+            out.flops += flops_per_position * batch["attention_mask"].numel()
+    out.final_loss = float(loss.detach())
+    return out
 
 
 def bench_training(
@@ -92,37 +149,8 @@ def bench_training(
         idx = np.sort(rng.choice(encoded.num_rows, size=min(batch_size, encoded.num_rows), replace=False))
         return collate(encoded.take(pa.array(idx)))
 
-    # FLOPs scale with padded positions (B*T); count once, then scale per step (the counter itself is slow).
-    # The first untimed warm-up step doubles as the count; without warm-up, one extra pass counts.
-    flops_per_position = None
-    if warmup == 0:
-        probe = draw()
-        flops_per_position = step_flops(model, probe) / probe["attention_mask"].numel()
-    data_s = model_s = flops = cpu_s = 0.0
-    events = 0
-    for step in range(warmup + steps):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        batch = draw()
-        t1 = time.perf_counter()
-        if flops_per_position is None:
-            with FlopCounterMode(display=False) as counter:
-                loss = model(batch).loss
-                loss.backward()
-            flops_per_position = counter.get_total_flops() / batch["attention_mask"].numel()
-        else:
-            loss = model(batch).loss
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        t2 = time.perf_counter()
-        if step >= warmup:
-            data_s += t1 - t0
-            model_s += t2 - t1
-            cpu_s += time.process_time() - c0
-            events += int(batch["attention_mask"].sum())
-            flops += flops_per_position * batch["attention_mask"].numel()
-    total = data_s + model_s
+    timed = timed_steps(model, optimizer, draw, steps, warmup)
+    total = timed.data_s + timed.model_s
     result = {
         "preset": preset,
         "encoder": encoder_type,
@@ -132,13 +160,13 @@ def bench_training(
         "views": views,
         "steps": steps,
         "objectives": dict(objectives),
-        "events_per_s": round(events / total, 1),
-        "events_per_cpu_s": round(events / cpu_s, 1) if cpu_s > 0 else None,
+        "events_per_s": round(timed.events / total, 1),
+        "events_per_cpu_s": round(timed.events / timed.cpu_s, 1) if timed.cpu_s > 0 else None,
         "step_ms": round(1000 * total / steps, 1),
-        "model_flops_per_s": flops / model_s,
+        "model_flops_per_s": timed.flops / timed.model_s,
         "peak_flops_per_s": peak,
-        "mfu": round(flops / model_s / peak, 4),
-        "data_share": round(data_s / total, 4),
-        "final_loss": round(float(loss.detach()), 4),
+        "mfu": round(timed.flops / timed.model_s / peak, 4),
+        "data_share": round(timed.data_s / total, 4),
+        "final_loss": round(timed.final_loss, 4),
     }
     return (result, model) if return_model else result
