@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from foundation.data.schema import DataSchema, FieldSpec
+from foundation.tokenization import autotokenizer
 from foundation.tokenization.encoders import (
     CategoricalEncoder,
     CategoricalFitter,
@@ -309,13 +310,19 @@ class EventTokenizer:
                 "time": self.time.to_dict(), "fields": [e.to_dict() for e in self.encoders]}
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write tokenizer_config.json (plus one HF tokenizers JSON per text field) into ``directory``."""
+        """Write tokenizer_config.json (plus one HF tokenizers JSON per text field) into ``directory``.
+
+        The config also carries an `auto_map` entry so `transformers.AutoTokenizer.from_pretrained(directory)`
+        fails with an error naming this method instead of a sentencepiece message (tokenization/autotokenizer.py).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for encoder in self.encoders:
             if isinstance(encoder, TextEncoder):
                 encoder.save(directory)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=1))
+        state = {**self.to_dict(), "auto_map": autotokenizer.AUTO_MAP}
+        (directory / CONFIG_NAME).write_text(json.dumps(state, indent=1))
+        autotokenizer.write_redirect(directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> EventTokenizer:
