@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from foundation.evaluation import plots
 from foundation.evaluation.metrics import METRIC_NAMES, evaluate_scores, metric_key, paired_pr_auc_delta
+from foundation.json_encoding import json_default
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def write_report(
         "comparisons": comparisons,
     }
     paths["metrics_json"] = run_dir / "metrics.json"
-    paths["metrics_json"].write_text(json.dumps(document, indent=2, default=_json_default))
+    paths["metrics_json"].write_text(json.dumps(document, indent=2, default=json_default("metrics.json")))
     paths["report_md"] = run_dir / "report.md"
     markdown = _markdown(by_task, keys, paths, run_dir, n_bootstrap, confidence, comparisons)
     paths["report_md"].write_text("\n".join([markdown.rstrip("\n"), *sections]) + "\n")
@@ -297,16 +298,6 @@ def _markdown(by_task: dict[str, list[tuple[ModelResult, dict]]], keys: list[str
             lines += [f"## {name.replace('_', ' ')}", "", f"![{name}]({paths[name].relative_to(run_dir).as_posix()})",
                       ""]
     return "\n".join(lines)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"metrics.json: cannot serialise {type(value).__name__}")
 
 
 def log_report_to_wandb(logger_or_run: Any, paths: dict[str, Path]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from foundation.heads.inputs import HeadInputs
+from foundation.json_encoding import json_default
 
 
 def check_xy(X: np.ndarray, y: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -43,6 +44,22 @@ def check_xy(X: np.ndarray, y: np.ndarray | None, name: str) -> tuple[np.ndarray
     return X, y.astype(np.float64)
 
 
+def check_train_validation(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`check_xy` of the train and validation sets, which must also have the same number of features D.
+
+    Args:
+        X_train: (N, D); y_train: (N,) 0/1. X_val: (M, D); y_val: (M,) 0/1.
+    Returns:
+        (X_train, y_train, X_val, y_val), labels as float64.
+    """
+    X_train, y_train = check_xy(X_train, y_train, "train")
+    X_val, y_val = check_xy(X_val, y_val, "validation")
+    if X_train.shape[1] != X_val.shape[1]:
+        raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+    return X_train, y_train, X_val, y_val
+
+
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """The score threshold maximising F1 (flag scores >= threshold), and that F1.
 
@@ -60,17 +77,6 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, fl
     f1 = 2 * tps / (flagged + sorted_labels.sum())
     best = int(np.argmax(f1))
     return float(sorted_scores[ends[best]]), float(f1[best])
-
-
-def json_default(value: Any) -> Any:
-    """numpy scalars/arrays and paths in head.json."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"head.json: cannot serialise {type(value).__name__}")
 
 
 class Head:
@@ -155,7 +161,7 @@ class Head:
         if self.inputs is not None:
             head["feature_layout"] = self.inputs.to_dict()
         head.update(metadata)
-        (directory / "head.json").write_text(json.dumps(head, indent=2, default=json_default))
+        (directory / "head.json").write_text(json.dumps(head, indent=2, default=json_default("head.json")))
         return directory
 
     @classmethod
