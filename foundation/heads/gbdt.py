@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 from tqdm.auto import tqdm
 
-from foundation.heads.base import Head, best_f1_threshold, check_xy
+from foundation.heads.base import Head, best_f1_threshold, check_train_validation, check_xy
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,7 @@ class GBDTHead(Head):
         Returns:
             self.
         """
-        X_train, y_train = check_xy(X_train, y_train, "train")
-        X_val, y_val = check_xy(X_val, y_val, "validation")
-        if X_train.shape[1] != X_val.shape[1]:
-            raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+        X_train, y_train, X_val, y_val = check_train_validation(X_train, y_train, X_val, y_val)
         names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(X_train.shape[1])]
         if len(names) != X_train.shape[1]:
             raise ValueError(f"{len(names)} feature names for {X_train.shape[1]} feature columns")

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.base import Head, best_f1_threshold, check_xy
+from foundation.heads.base import Head, best_f1_threshold, check_train_validation, check_xy
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,7 @@ class ProbeHead(Head):
         Returns:
             self.
         """
-        X_train, y_train = check_xy(X_train, y_train, "train")
-        X_val, y_val = check_xy(X_val, y_val, "validation")
-        if X_train.shape[1] != X_val.shape[1]:
-            raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+        X_train, y_train, X_val, y_val = check_train_validation(X_train, y_train, X_val, y_val)
         for name, x in (("train", X_train), ("validation", X_val)):
             if not np.isfinite(x).all():
                 raise ValueError(f"{name}: features hold NaN/inf; torch heads need finite features")
