@@ -4,7 +4,7 @@
 
     embedder = Embedder.from_pretrained("checkpoints/<run>")          # or checkpoints/<run>/hf
     table = embedder.embed(events_df)                                  # raw columns, as in the run's data files
-    table = embedder.embed(events_df, mode="per_event")                # the state after every event
+    table = embedder.embed(events_df, mode="per_event")                # the state right after every event
 
 `embed` validates the raw events with the run's data schema (a bad value is a clear error naming the
 column), builds the entity sequences exactly as training did (time-ordered, issuer hours aggregated) and
@@ -89,7 +89,8 @@ class Embedder:
             events: pa.Table or pandas.DataFrame with the raw columns of the data schema (label columns may be
                 left out: they are never inputs).
             mode: "last" (one row per entity, its state after its last event) or "per_event" (one row per
-                event, the state right after it; adds `event_id`).
+                event, the state right after it, the event included; adds `event_id`). The state *before*
+                an event is the entity's previous row (foundation.embeddings.export).
             entity_types: which entity types (default: every type of the schema).
         Returns:
             pa.Table: entity_type, entity_id, as_of timestamp[ms], embedding fixed_size_list<float32>[H]
@@ -142,8 +143,9 @@ def embed(cfg: DictConfig) -> Path:
     paths = {"root_dir": cfg.paths.root_dir, "data_dir": cfg.paths.data_dir} if data is not None else None
     _, store, _ = run.store(run.data_config(data, paths), period=str(cfg.period))
     encoder = PointInTimeEncoder(run.model, run.tokenizer.field_specs(), int(cfg.batch_tokens), str(cfg.device))
+    checkpoint = {"hf_dir": str(run.hf_dir.resolve()), "digest": run.digest()}
     summary: ExportSummary = export_embeddings(PointInTimeStates(store, encoder), cfg.out_dir, str(cfg.mode),
-                                               cfg.get("entity_types"), int(cfg.chunk_entities))
+                                               cfg.get("entity_types"), int(cfg.chunk_entities), checkpoint)
     for entity_type, n in summary.entities.items():
         print(f"{entity_type}: {n} entities, {summary.rows[entity_type]} rows")
     print(f"embedded {sum(summary.entities.values())} entities in {summary.seconds:.1f} s "

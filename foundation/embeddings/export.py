@@ -13,15 +13,18 @@ chunk) and `<out_dir>/manifest.json` (mode, width, counts, speed). Columns:
 | `event_id` | string | `per_event` mode only: the event, since several can share a millisecond |
 
 `mode="last"`: one row per entity, its state at the end of its history. `mode="per_event"`: one row per
-event, the entity's state right after it; the state *as of* a time t is the last row with
-(as_of, event_id) strictly before the event at t (foundation.pointintime).
+event, the entity's state **right after** that event: the event itself is an input (its outcome fields
+too), so a row is never a feature of its own event. The state *as of* an event e (what a head scoring e
+may see) is the entity's previous row: the last row with (as_of, event_id) strictly before e's
+(foundation.pointintime). `manifest.json` also names the checkpoint: `{"hf_dir", "digest"}` (the sha256
+prefix of its weights, foundation.pointintime.PretrainedRun.digest).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,6 +81,7 @@ class ExportSummary:
     files: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     events_read: int = 0
+    checkpoint: dict[str, str] = field(default_factory=dict)
 
     @property
     def entities_per_s(self) -> float:
@@ -88,7 +92,8 @@ class ExportSummary:
 
 
 def export_embeddings(states: PointInTimeStates, out_dir: str | Path, mode: str = "last",
-                      entity_types: Sequence[str] | None = None, chunk_entities: int = 1024) -> ExportSummary:
+                      entity_types: Sequence[str] | None = None, chunk_entities: int = 1024,
+                      checkpoint: Mapping[str, str] | None = None) -> ExportSummary:
     """Write the embeddings of every entity of a store (streamed: one chunk of entities in memory at a time).
 
     Args:
@@ -97,6 +102,7 @@ def export_embeddings(states: PointInTimeStates, out_dir: str | Path, mode: str 
         mode: "last" (one row per entity, after its last event) or "per_event" (one row per event).
         entity_types: default every type of the store.
         chunk_entities: entities per forward chunk and parquet row group.
+        checkpoint: what computed the states, recorded in manifest.json ({"hf_dir", "digest"}).
     Returns:
         ExportSummary (entities, rows, files, seconds, entities_per_s).
     """
@@ -105,7 +111,7 @@ def export_embeddings(states: PointInTimeStates, out_dir: str | Path, mode: str 
     out = Path(out_dir)
     types = list(entity_types) if entity_types is not None else states.store.entity_types
     width = states.encoder.hidden_size
-    summary = ExportSummary(str(out), mode, width)
+    summary = ExportSummary(str(out), mode, width, checkpoint=dict(checkpoint or {}))
     started, events_before = time.perf_counter(), states.encoder.events_read
     for entity_type in types:
         folder = out / entity_type
