@@ -28,19 +28,7 @@ from collections.abc import Sequence
 
 import redis
 
-from foundation.serving.state.base import (
-    DEFAULT_MAX_EVENTS,
-    EntityHistory,
-    EventRecord,
-    StateStore,
-    StoreStats,
-    bucket_end,
-    check_buckets,
-    check_max_events,
-    dedupe_batch,
-    sort_key_string,
-    time_key_string,
-)
+from foundation.serving.state import base
 
 # KEYS: [1] applied set, [2] stats hash, then per distinct entity k (1-based): [3k] event zset, [3k+1] hash,
 #       [3k+2] bucket zset (aggregate entities only; unused otherwise).
@@ -145,7 +133,7 @@ return out
 """
 
 
-class RedisStateStore(StateStore):
+class RedisStateStore(base.StateStore):
     """State store shared by several replicas through one Redis primary.
 
     Args:
@@ -160,14 +148,14 @@ class RedisStateStore(StateStore):
     def __init__(
         self,
         url: str,
-        max_events: int = DEFAULT_MAX_EVENTS,
+        max_events: int = base.DEFAULT_MAX_EVENTS,
         buckets: dict[str, int] | None = None,
         prefix: str = "foundation",
         socket_timeout: float = 5.0,
     ):
         self.url = url
-        self.max_events = check_max_events(max_events)
-        self.buckets = check_buckets(buckets)
+        self.max_events = base.check_max_events(max_events)
+        self.buckets = base.check_buckets(buckets)
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout, decode_responses=True)
         self._apply = self.client.register_script(APPLY_LUA)
@@ -189,23 +177,23 @@ class RedisStateStore(StateStore):
     def _entity_keys(self, etype: str, eid: str) -> tuple[str, str, str]:
         return f"{self.prefix}:z:{etype}:{eid}", f"{self.prefix}:p:{etype}:{eid}", f"{self.prefix}:b:{etype}:{eid}"
 
-    def apply(self, events: Sequence[EventRecord]) -> list[bool]:
+    def apply(self, events: Sequence[base.EventRecord]) -> list[bool]:
         if not events:
             return []
-        first, flags = dedupe_batch(events)
+        first, flags = base.dedupe_batch(events)
         keys = [f"{self.prefix}:applied", f"{self.prefix}:stats"]
         entity_index: dict[tuple[str, str], int] = {}
         event_args: list[str | int] = []
         for i in first:
             ev = events[i]
-            event_args.extend([ev.event_id, sort_key_string(ev.event_time, ev.event_id), ev.payload_json(),
-                               len(ev.entities)])
+            event_args.extend([ev.event_id, base.sort_key_string(ev.event_time, ev.event_id),
+                               ev.payload_json(), len(ev.entities)])
             for ref in ev.entities:
                 if ref not in entity_index:
                     entity_index[ref] = len(entity_index) + 1
                     keys.extend(self._entity_keys(*ref))
                 width = self.buckets.get(ref[0])
-                bucket = "" if width is None else time_key_string(bucket_end(ev.event_time, width))
+                bucket = "" if width is None else base.time_key_string(base.bucket_end(ev.event_time, width))
                 event_args.extend([entity_index[ref], bucket])
         aggregate = ["1" if etype in self.buckets else "0" for etype, _ in entity_index]
         args = [self.max_events, len(entity_index), *aggregate, len(first), *event_args]
@@ -213,13 +201,13 @@ class RedisStateStore(StateStore):
         applied_now = {events[i].event_id for i, a in zip(first, added) if int(a) == 1}
         return [flag and ev.event_id in applied_now for ev, flag in zip(events, flags)]
 
-    def histories(self, refs: Sequence[tuple[str, str]]) -> list[EntityHistory]:
+    def histories(self, refs: Sequence[tuple[str, str]]) -> list[base.EntityHistory]:
         if not refs:
             return []
         keys = [k for ref in refs for k in self._entity_keys(*ref)[:2]]
         rows = self._read(keys=keys)
         return [
-            EntityHistory(etype, eid, [json.loads(p) for p in payloads], int(count), int(version))
+            base.EntityHistory(etype, eid, [json.loads(p) for p in payloads], int(count), int(version))
             for (etype, eid), (count, version, payloads) in zip(refs, rows)
         ]
 
@@ -234,9 +222,9 @@ class RedisStateStore(StateStore):
             return []
         return [bool(v) for v in self.client.smismember(f"{self.prefix}:applied", list(event_ids))]
 
-    def stats(self) -> StoreStats:
+    def stats(self) -> base.StoreStats:
         h = self.client.hgetall(f"{self.prefix}:stats")
-        return StoreStats(
+        return base.StoreStats(
             int(h.get("n_entities", 0)), int(h.get("n_events_applied", 0)), int(h.get("n_events_retained", 0))
         )
 
