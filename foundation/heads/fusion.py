@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from foundation.heads.base import check_xy
+from foundation.heads.base import check_train_validation
 from foundation.heads.mlp import MLPHead, mlp_body
 from foundation.heads.probe import torch_threads
 
@@ -111,10 +111,7 @@ class FusionHead(MLPHead):
             feature_names: (D,) column names (needed when `categorical_features` is given).
             categorical_features: names of the categorical code columns.
         """
-        X_train, y_train = check_xy(X_train, y_train, "train")
-        X_val, y_val = check_xy(X_val, y_val, "validation")
-        if X_train.shape[1] != X_val.shape[1]:
-            raise ValueError(f"train has {X_train.shape[1]} features, validation {X_val.shape[1]}")
+        X_train, y_train, X_val, y_val = check_train_validation(X_train, y_train, X_val, y_val)
         names = list(feature_names or [])
         unknown = [c for c in categorical_features if c not in names]
         if unknown:
