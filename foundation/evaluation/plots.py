@@ -84,7 +84,7 @@ def plot_score_distributions(path: Path, task: str, curves: Mapping[str, tuple[n
         for value, colour in ((0, "tab:blue"), (1, "tab:red")):
             ax.hist(scores[labels == value], bins=bins, density=True, alpha=0.55, color=colour,
                     label=f"label {value} (n={int((labels == value).sum())})")
-        ax.set(yscale="log", xlabel="score", title=name)
+        ax.set(yscale="log", xlabel="score", ylabel="density (log scale)", title=name)
         ax.legend(fontsize=7)
     fig.suptitle(f"{task}: test score distributions by class")
     return _save(fig, path, title_lines=2)
@@ -112,11 +112,20 @@ def plot_label_efficiency(path: Path, task: str, points: Mapping[str, Sequence[t
     return _save(fig, path)
 
 
-def plot_loss_curves(path: Path, metrics_csv: str | Path) -> Path:
-    """Every `*loss*` column of a Lightning CSVLogger metrics.csv against the training step.
+TOTAL = "total"
+_STAGE_COLOURS = {"train": "tab:blue", "val": "tab:orange", "validation": "tab:orange", "test": "tab:green"}
 
-    Rows of a Lightning CSV log hold only the metrics logged at that moment; empty cells are skipped per
-    column, so train (per step) and validation (per epoch) losses share one plot.
+
+def loss_panels(metrics_csv: str | Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The loss series of a Lightning CSVLogger metrics.csv, grouped the way `plot_loss_curves` draws them.
+
+    Columns `<stage>/loss` go to the `total` panel, `<stage>/loss_<objective>` to the objective's panel;
+    per-field columns (`<stage>/<objective>/<field>_loss`) are left out (dozens of them; they stay in the CSV).
+    A loss column without a stage prefix joins the `total` panel under its own name. Empty cells (a CSV row
+    holds only the metrics logged at that moment) are skipped per column.
+
+    Returns:
+        panel (`total`, then objectives in column order) -> series label (the stage) -> (steps, values).
     """
     table = pacsv.read_csv(metrics_csv)
     if "step" not in table.column_names:
@@ -125,16 +134,50 @@ def plot_loss_curves(path: Path, metrics_csv: str | Path) -> Path:
     if not loss_columns:
         raise ValueError(f"{metrics_csv}: no column with 'loss' in its name (columns: {table.column_names})")
     step = table.column("step").to_numpy(zero_copy_only=False).astype(np.float64)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {TOTAL: {}}
     for column in loss_columns:
+        stage, _, rest = column.partition("/")
+        if not rest:
+            panel, label = TOTAL, column
+        elif rest == "loss":
+            panel, label = TOTAL, stage
+        elif rest.startswith("loss_") and "/" not in rest:
+            panel, label = rest[len("loss_"):], stage
+        else:
+            continue  # a per-field loss
         values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
         ok = np.isfinite(values) & np.isfinite(step)
         if ok.any():
-            ax.plot(step[ok], values[ok], label=column, lw=1.2, marker="o" if ok.sum() < 30 else None, ms=3)
-    ax.set(xlabel="step", ylabel="loss", title="pretraining loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+            panels.setdefault(panel, {})[label] = (step[ok], values[ok])
+    return {name: series for name, series in panels.items() if series}
+
+
+def plot_loss_curves(path: Path, metrics_csv: str | Path) -> Path:
+    """Pretraining loss against the step: the total train/validation loss in the first panel, then one small
+    panel per objective (its own y scale), train and validation in the same colours everywhere.
+
+    Args:
+        path: output PNG.
+        metrics_csv: a Lightning CSVLogger metrics.csv (series as `loss_panels` groups them).
+    """
+    panels = loss_panels(metrics_csv)
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    others = iter(plt.get_cmap("tab10").colors[2:])
+    colours: dict[str, str] = {}
+    for ax, (name, series) in zip(axes.flat, panels.items()):
+        for label, (x, y) in series.items():
+            colour = colours.setdefault(label, _STAGE_COLOURS.get(label) or next(others, "tab:grey"))
+            ax.plot(x, y, color=colour, label=label, lw=1.2, marker="o" if len(x) < 30 else None, ms=3)
+        ax.set(xlabel="step", ylabel="loss", title="total loss" if name == TOTAL else name)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("pretraining loss (total, then per objective)")
+    fig.subplots_adjust(hspace=0.55)
+    return _save(fig, path, title_lines=2)
 
 
 def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +203,8 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def plot_embedding_projection(path: Path, embeddings: np.ndarray, traits: np.ndarray,
                               trait_name: str = "trait", entity_type: str = "customer",
                               max_points: int = 5000, seed: int = 0) -> Path:
-    """2-D PCA of entity embeddings coloured by a known trait (e.g. the customer's segment).
+    """2-D PCA of entity embeddings coloured by a known trait (e.g. the customer's segment); the most frequent
+    value is drawn first (small, faint), rarer values over it (larger, opaque).
 
     Args:
         embeddings: (N, H).
@@ -175,11 +219,14 @@ def plot_embedding_projection(path: Path, embeddings: np.ndarray, traits: np.nda
         keep = np.random.default_rng(seed).choice(len(coords), max_points, replace=False)
         coords, traits = coords[keep], traits[keep]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    values = np.unique(traits.astype(str))
+    names = traits.astype(str)
+    values, counts = np.unique(names, return_counts=True)
     colours = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
-    for i, value in enumerate(values):
-        mask = traits.astype(str) == value
-        ax.scatter(coords[mask, 0], coords[mask, 1], s=6, alpha=0.6, color=colours(i % colours.N), label=value)
+    # the largest class first, small and faint; rarer ones on top of it, larger: a 1% class stays visible
+    for rank, i in enumerate(np.argsort(-counts, kind="stable")):
+        mask = names == values[i]
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=6 if rank == 0 else 18, alpha=0.35 if rank == 0 else 0.85,
+                   color=colours(i % colours.N), label=f"{values[i]} (n={counts[i]})", zorder=2 + rank)
     ax.set(xlabel=f"PC1 ({explained[0]:.0%} of variance)", ylabel=f"PC2 ({explained[1]:.0%})",
            title=f"{entity_type} embeddings by {trait_name}")
     ax.legend(fontsize=7, markerscale=2, title=trait_name)
