@@ -1,4 +1,5 @@
-"""`quickstart(cfg)`: every stage of the framework once, on the embedded synthetic data."""
+"""`quickstart(cfg)`: every stage of the framework once, on the configured dataset (the embedded synthetic
+world by default)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from foundation.data.schema import DataSchema
 from foundation.data.summary import describe_sequences, format_summary
 from foundation.preparation import prepare
 
 
 def _banner(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
+
+
+def data_banner(cfg: DictConfig) -> str:
+    """The data stage's title, naming the dataset of `cfg.data` and where its events come from."""
+    schema = DataSchema.from_config(cfg.data)
+    generated = schema.name == "synthetic" and cfg.get("synthetic") is not None  # foundation.preparation.ensure_source
+    origin = f"synthetic payments world in {schema.source.path}" if generated else schema.source.path
+    return f"data: dataset {schema.name} ({origin}) -> validated events -> sequences -> tokenizer"
 
 
 def quickstart(cfg: DictConfig) -> Path:
@@ -22,7 +32,7 @@ def quickstart(cfg: DictConfig) -> Path:
         The fine-tuning report folder (the last line printed).
     """
     started = time.perf_counter()
-    _banner("data: synthetic payments world -> validated events -> sequences -> tokenizer")
+    _banner(data_banner(cfg))
     prepared = prepare(cfg)
     print(format_summary(describe_sequences(prepared.sequence_dir("all"))))
     print(f"tokenizer (fitted on the pretraining period): {prepared.root / 'tokenizer'}")
