@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -38,10 +40,29 @@ class ThroughputMonitor(pl.Callback):
         pl_module.log("train/events_per_s", rate, on_step=True, on_epoch=False, batch_size=1)
 
 
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' (and huggingface_hub's) progress bars off inside, as they were after: an export every
+    epoch would otherwise print a "Writing model shards" bar each time."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    was_on, hub_was_off = hf_logging.is_progress_bar_enabled(), are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+            if hub_was_off:
+                disable_progress_bars()
+
+
 class HFExport(pl.Callback):
     """At each epoch end and at fit end, write the base encoder as `config.json` + `model.safetensors`
     with the tokenizer files next to it, so `FoundationModel.from_pretrained(dirpath)` always works, and
-    the next-event heads as `next_event_heads.safetensors` (event surprise features) when trained.
+    the next-event heads as `next_event_heads.safetensors` (event surprise features) when trained. Exports
+    draw no progress bars (`quiet_progress`).
 
     Args:
         dirpath: export folder, usually `<run_dir>/hf`.
@@ -54,7 +75,7 @@ class HFExport(pl.Callback):
         if not trainer.is_global_zero:
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_progress():
             pl_module.model.foundation.save_pretrained(self.dirpath)
             if "next_event" in pl_module.model.objectives:  # event surprise features (embeddings/surprise.py)
                 save_next_event_heads(pl_module.model.objectives["next_event"], self.dirpath)
