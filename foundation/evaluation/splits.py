@@ -238,7 +238,7 @@ def _plain_config(cfg: Any) -> dict:
     raise TypeError(f"task config: expected a mapping or a YAML path, got {type(cfg).__name__}")
 
 
-def _example_mask(events: pa.Table, schema: DataSchema, task: TaskSpec) -> pa.Array | None:
+def example_mask(events: pa.Table, schema: DataSchema, task: TaskSpec) -> pa.Array | None:
     """Mask of events that are examples of the task (None when every event qualifies)."""
     rule = task.examples
     if rule is None:
@@ -302,9 +302,9 @@ def select_examples(
     mask = period.mask(times)
     mask = pc.and_(mask, pc.is_valid(label))
     mask = pc.and_(mask, pc.invert(pc.is_nan(pc.fill_null(label, 0.0))))
-    example_mask = _example_mask(events, schema, task)
-    if example_mask is not None:
-        mask = pc.and_(mask, example_mask)
+    rule = example_mask(events, schema, task)
+    if rule is not None:
+        mask = pc.and_(mask, rule)
     # labels that had not arrived by the cutoff are unknown to whoever trains at the cutoff
     latest = pa.scalar((cutoff - delay).astype(dt.datetime), pa.timestamp("ms"))
     mask = pc.and_(mask, pc.less_equal(times, latest))

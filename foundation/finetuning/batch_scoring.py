@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from foundation.data.field_specs import SourceSpec
 from foundation.data.schema import DataSchema
 from foundation.data.source import open_dataset, read_events
-from foundation.evaluation.splits import TaskSpec, _example_mask
+from foundation.evaluation.splits import TaskSpec, example_mask
 from foundation.finetuning.config import CONF_DIR
 from foundation.heads import Head, HeadInputs, load_head
 from foundation.pointintime import (
@@ -188,7 +188,7 @@ class BatchScorer:
         from foundation.data.validate import validate
 
         events = validate(raw, self.schema, on_error="raise").table
-        mask = _example_mask(events, self.schema, self.task)
+        mask = example_mask(events, self.schema, self.task)
         mask = np.ones(events.num_rows, bool) if mask is None else mask.to_numpy(zero_copy_only=False)
         has_customer = pc.is_valid(events.column(f"{EVENT_ENTITY}_id")).to_numpy(zero_copy_only=False)
         if int((mask & ~has_customer).sum()):
