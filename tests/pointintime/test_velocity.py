@@ -10,6 +10,7 @@ import pytest
 from foundation.pointintime import VelocityConfig, velocity_features
 from tests.conftest import make_schema
 from tests.evaluation.conftest import CANONICAL, make_events
+from tests.pointintime.reference import event_arrays
 
 HOUR, DAY = np.timedelta64(1, "h"), np.timedelta64(1, "D")
 
@@ -21,13 +22,9 @@ def _feature(features, name):
 def test_counts_match_a_brute_force_reference():
     events = make_events(250, seed=3)
     features = velocity_features(events, make_schema())
-    ids = np.array(events.column("event_id").to_pylist())
-    times = events.column("event_time").to_numpy()
-    kinds = np.array(events.column("event_type").to_pylist())
-    amount = events.column("amount").to_numpy()
-    customer = np.array(events.column("customer_id").to_pylist())
-    merchant = np.array(events.column("merchant_id").to_pylist())
-    attempt = np.isin(kinds, ["charge", "decline"])
+    a = event_arrays(events)
+    ids, times, kinds, amount, customer, merchant, attempt = (a.ids, a.times, a.kinds, a.amount, a.customer,
+                                                              a.merchant, a.attempt)
     for i in range(len(events)):  # the slow reference: a loop over events, on purpose
         before = (times < times[i]) | ((times == times[i]) & (ids < ids[i]))
         mine = before & (customer == customer[i])

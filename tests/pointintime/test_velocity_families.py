@@ -8,6 +8,7 @@ import pytest
 from foundation.pointintime import VelocityConfig, velocity_features
 from tests.conftest import make_schema
 from tests.evaluation.conftest import make_events
+from tests.pointintime.reference import event_arrays
 from tests.pointintime.velocity_tables import event, table, value
 
 DAY = np.timedelta64(1, "D")
@@ -57,13 +58,8 @@ def test_a_missing_counterparty_gives_missing_pair_features_and_is_not_counted()
 def test_distinct_max_and_pairs_match_a_brute_force_reference():
     events = make_events(300, seed=11, days=20)
     features = velocity_features(events, make_schema())
-    ids = np.array(events.column("event_id").to_pylist())
-    times = events.column("event_time").to_numpy()
-    kinds = np.array(events.column("event_type").to_pylist())
-    amount = events.column("amount").to_numpy()
-    customer = np.array(events.column("customer_id").to_pylist())
-    merchant = np.array(events.column("merchant_id").to_pylist())
-    attempt = np.isin(kinds, ["charge", "decline"])
+    a = event_arrays(events)
+    ids, times, amount, customer, merchant, attempt = a.ids, a.times, a.amount, a.customer, a.merchant, a.attempt
     column = {name: features.values[:, j] for j, name in enumerate(features.names)}
     for i in range(len(events)):  # the slow reference: a loop over events, on purpose
         before = attempt & ((times < times[i]) | ((times == times[i]) & (ids < ids[i])))
