@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from foundation.data.source import open_dataset
 from foundation.evaluation.drift import plot_drift, population_stability
+from foundation.evaluation.metrics import pr_auc, recall_at_fpr
 from foundation.evaluation.report import ModelResult
 from foundation.evaluation.scores import METADATA_KEY, scores_table, write_scores_table
 from foundation.evaluation.slices import plot_slice_pr_auc, slices_from_scores
@@ -80,7 +81,9 @@ def write_diagnostics(out_dir: Path, fr: Any, results: Sequence[ModelResult], dr
         results: every ModelResult of the run (those on all labels are kept).
         drift_threshold: PSI above which a feature is flagged as drifting.
     Returns:
-        {"scores": path, "slices": {task: DataFrame}, "drift": {task: DataFrame}, "plots": [paths]}.
+        {"scores": path, "slices": {task: DataFrame}, "kinds": {(task, column): DataFrame}, "drift": {task:
+        DataFrame}, "plots": [paths]}. A slice column set only on positives (the synthetic world's
+        `fraud_pattern`) is reported per kind: that kind's positives against all negatives.
     """
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -94,9 +97,14 @@ def write_diagnostics(out_dir: Path, fr: Any, results: Sequence[ModelResult], dr
         extra = _slice_columns(fr, task, test)
         table = scores_table(mine, keys, extra={"task": pa.array([task.name] * test.num_rows), **extra})
         models = [r.label for r in mine]
-        metrics = slices_from_scores(table, models, [c for c in extra if c not in (AMOUNT, HISTORY)],
+        labels = table.column("label").to_numpy()
+        wanted = [c for c in extra if c not in (AMOUNT, HISTORY)]
+        annotations = [c for c in wanted if _annotates_positives(extra[c], labels)]
+        metrics = slices_from_scores(table, models, [c for c in wanted if c not in annotations],
                                      amount=AMOUNT if AMOUNT in extra else None,
                                      history=HISTORY if HISTORY in extra else None)
+        for column in annotations:
+            out.setdefault("kinds", {})[(task.name, column)] = positive_kinds(table, models, column)
         out["slices"][task.name] = metrics
         out["plots"].append(plot_slice_pr_auc(plots_dir / f"{task.name}_slices.png", metrics,
                                               title=f"{task.name}: PR-AUC per slice"))
@@ -107,6 +115,28 @@ def write_diagnostics(out_dir: Path, fr: Any, results: Sequence[ModelResult], dr
     if tables:
         out["scores"] = write_scores_table(out_dir / "scores.parquet", _stack(tables))
     return out
+
+
+def _annotates_positives(values: Any, labels: np.ndarray) -> bool:
+    """A column set only on positive examples (e.g. which planted pattern made a fraud): a slice of it holds one
+    class, so it is evaluated as each kind's positives against all negatives instead."""
+    present = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), bool)
+    return bool(present.any()) and not (present & (labels == 0)).any()
+
+
+def positive_kinds(table: pa.Table, models: Sequence[str], column: str, fpr: float = 0.01) -> pd.DataFrame:
+    """Per value of a positives-only column: positives, and each model's PR-AUC and recall at `fpr` FPR on that
+    value's positives against every negative example (how well each model catches each kind of fraud)."""
+    labels = table.column("label").to_numpy()
+    kinds = np.asarray(table.column(column).to_pylist(), dtype=object)
+    rows = []
+    for kind in sorted({k for k in kinds if k is not None}):
+        keep = (labels == 0) | (kinds == kind)
+        for model in models:
+            scores = table.column(f"score_{model}").to_numpy()[keep]
+            rows.append({"kind": kind, "model": model, "positives": int((kinds == kind).sum()),
+                         "pr_auc": pr_auc(labels[keep], scores), "recall_at_fpr": recall_at_fpr(labels[keep], scores, fpr)})
+    return pd.DataFrame(rows)
 
 
 def _stack(tables: Sequence[pa.Table]) -> pa.Table:
@@ -141,6 +171,16 @@ def diagnostics_markdown(found: dict[str, Any], top: int = 8) -> list[str]:
             n, pos = counts.loc[(name, value)]
             cells = " | ".join("-" if pd.isna(v) else f"{v:.3f}" for v in row)
             lines.append(f"| {name} | {value} | {int(n)} | {int(pos)} | {cells} |")
+    for (task, column), kinds in found.get("kinds", {}).items():
+        wide = kinds.pivot_table(index="kind", columns="model", values="pr_auc", sort=False)
+        recall = kinds.pivot_table(index="kind", columns="model", values="recall_at_fpr", sort=False)
+        positives = kinds.groupby("kind", sort=False)["positives"].first()
+        lines += ["", f"## {task}: PR-AUC per `{column}` (its positives against all negatives; recall at 1% FPR "
+                  "in brackets)", "", "| " + column + " | positives | " + " | ".join(wide.columns) + " |",
+                  "|---|---|" + "---|" * len(wide.columns)]
+        for kind, row in wide.iterrows():
+            cells = " | ".join(f"{v:.3f} ({recall.loc[kind, m]:.2f})" for m, v in row.items())
+            lines.append(f"| {kind} | {int(positives[kind])} | {cells} |")
     for task, drift in found.get("drift", {}).items():
         flagged = drift[drift["status"] == "drift"]
         lines += ["", f"## {task}: feature drift between the train and test examples (PSI)", "",
