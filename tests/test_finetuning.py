@@ -63,10 +63,10 @@ def test_every_head_and_baseline_is_built_from_its_yaml():
     from foundation.finetuning import finetune_config, instantiate_models
     from foundation.finetuning.blocks import RawFields, VelocityFeatures
     from foundation.finetuning.recipes import FrozenFeatures, FullFinetune
-    from foundation.heads import FullHead, GBDTHead, MLPHead, ProbeHead
+    from foundation.heads import FullHead, FusionHead, GBDTHead, MLPHead, ProbeHead
 
     models = instantiate_models(finetune_config(["checkpoint=x", "head=all"]))
-    assert list(models) == ["probe", "mlp", "gbdt", "embeddings_velocity_lgbm", "full", "scratch",
+    assert list(models) == ["probe", "mlp", "gbdt", "fusion", "embeddings_velocity_lgbm", "full", "scratch",
                             "velocity_lgbm_baseline"]
     task = TaskSpec.from_config(CONF_DIR / "task" / "fraud.yaml")
     heads = {name: m.head(task=task) for name, m in models.items() if isinstance(m, FrozenFeatures)}
@@ -76,7 +76,8 @@ def test_every_head_and_baseline_is_built_from_its_yaml():
     assert heads["gbdt"].num_boost_round == 200 and heads["gbdt"].params["feature_fraction"] == 0.5
     assert heads["gbdt"].params["num_leaves"] == task.gbdt["params"]["num_leaves"]
     assert isinstance(heads["velocity_lgbm_baseline"], GBDTHead) and not models["velocity_lgbm_baseline"].embeddings
-    assert isinstance(models["gbdt"].extra, RawFields)
+    assert isinstance(models["gbdt"].extra, RawFields) and isinstance(models["fusion"].extra, RawFields)
+    assert type(heads["fusion"]) is FusionHead and heads["fusion"].embedding_dim == 8
     assert isinstance(models["embeddings_velocity_lgbm"].extra, VelocityFeatures)
     assert isinstance(models["full"], FullFinetune) and models["full"].head.func == FullHead.for_task
     assert models["full"].pretrained and not models["scratch"].pretrained
