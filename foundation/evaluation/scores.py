@@ -237,6 +237,15 @@ def join_by_event_id(table: pa.Table, other: pa.Table, columns: Sequence[str],
     return table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta).encode()})
 
 
+def stack_scores_tables(tables: Sequence[pa.Table]) -> pa.Table:
+    """Several scores tables (one per task, each with a `task` extra column) as one: columns a table lacks are
+    null, and the metadata lists every model and extra column of all of them."""
+    metas = [json.loads(t.schema.metadata[METADATA_KEY]) for t in tables]
+    meta = {key: list(dict.fromkeys(name for m in metas for name in m[key])) for key in ("models", "extra")}
+    stacked = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="default")
+    return stacked.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+
+
 def write_scores_table(path: str | Path, table: pa.Table) -> Path:
     """Write a table from `scores_table` (parent folders are created)."""
     path = Path(path)

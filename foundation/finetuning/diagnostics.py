@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from foundation.data.source import open_dataset
 from foundation.evaluation.drift import plot_drift, population_stability
 from foundation.evaluation.metrics import pr_auc, recall_at_fpr
 from foundation.evaluation.report import ModelResult
-from foundation.evaluation.scores import METADATA_KEY, scores_table, write_scores_table
+from foundation.evaluation.scores import scores_table, stack_scores_tables, write_scores_table
 from foundation.evaluation.slices import plot_slice_pr_auc, slices_from_scores
 from foundation.evaluation.splits import TaskSpec
 from foundation.pointintime import example_keys
@@ -113,7 +112,7 @@ def write_diagnostics(out_dir: Path, fr: Any, results: Sequence[ModelResult], dr
         out["plots"].append(plot_drift(plots_dir / f"{task.name}_drift.png", drift, threshold=drift_threshold))
         tables.append(table)
     if tables:
-        out["scores"] = write_scores_table(out_dir / "scores.parquet", _stack(tables))
+        out["scores"] = write_scores_table(out_dir / "scores.parquet", stack_scores_tables(tables))
     return out
 
 
@@ -137,14 +136,6 @@ def positive_kinds(table: pa.Table, models: Sequence[str], column: str, fpr: flo
             rows.append({"kind": kind, "model": model, "positives": int((kinds == kind).sum()),
                          "pr_auc": pr_auc(labels[keep], scores), "recall_at_fpr": recall_at_fpr(labels[keep], scores, fpr)})
     return pd.DataFrame(rows)
-
-
-def _stack(tables: Sequence[pa.Table]) -> pa.Table:
-    """The per-task scores tables as one (columns a task lacks are null), listing every model and extra column."""
-    metas = [json.loads(t.schema.metadata[METADATA_KEY]) for t in tables]
-    meta = {key: list(dict.fromkeys(name for m in metas for name in m[key])) for key in ("models", "extra")}
-    stacked = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="default")
-    return stacked.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
 
 
 def _drift(fr: Any, task: TaskSpec, threshold: float) -> pd.DataFrame:

@@ -92,15 +92,17 @@ class FusionHead(MLPHead):
                 "cardinalities": self.cardinalities}
 
     def _build(self, n_features: int) -> nn.Module:
-        network = FusionNetwork(n_features, self.categorical, self.cardinalities, self.embedding_dim,
-                                self.hidden_sizes, self.dropout)
-        return nn.Sequential(_Statistics(network), network)
+        return FusionNetwork(n_features, self.categorical, self.cardinalities, self.embedding_dim,
+                             self.hidden_sizes, self.dropout)
+
+    def _fit_statistics(self, X_train: np.ndarray) -> None:
+        self.network.fit_statistics(X_train)  # NaN-aware, numeric columns only
 
     @property
     def n_features(self) -> int:
         if self.network is None:
             raise RuntimeError("FusionHead is not fitted")
-        return len(self.network[1].numeric) + len(self.network[1].categorical)
+        return len(self.network.numeric) + len(self.network.categorical)
 
     def fit(self, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
             feature_names: Sequence[str] | None = None, categorical_features: Sequence[str] = ()) -> FusionHead:
@@ -127,17 +129,3 @@ class FusionHead(MLPHead):
             self._fit(X_train, y_train, X_val, y_val)
         return self
 
-
-class _Statistics(nn.Module):
-    """The probe's training loop fits `network[0]` on the training rows: here that fits the fusion network's
-    numeric statistics (NaN-aware); rows pass through unchanged."""
-
-    def __init__(self, network: FusionNetwork):
-        super().__init__()
-        self._network = [network]  # a plain list: not a second registration of the same submodule
-
-    def fit(self, x: np.ndarray) -> None:
-        self._network[0].fit_statistics(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x

@@ -102,6 +102,10 @@ class ProbeHead(Head):
     def _build(self, n_features: int) -> nn.Module:
         return nn.Sequential(Standardize(n_features), self.body(n_features))
 
+    def _fit_statistics(self, X_train: np.ndarray) -> None:
+        """Fit the network's input statistics on the training rows (the standardisation step)."""
+        self.network[0].fit(X_train)
+
     @property
     def n_features(self) -> int:
         if self.network is None:
@@ -147,7 +151,7 @@ class ProbeHead(Head):
         x_train = torch.as_tensor(X_train, dtype=torch.float32)
         t_train = torch.as_tensor(y_train, dtype=torch.float32)
         self.network = self._build(X_train.shape[1])
-        self.network[0].fit(X_train)
+        self._fit_statistics(X_train)
         n_pos = float(y_train.sum())
         pos_weight = torch.tensor((len(y_train) - n_pos) / n_pos)
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
