@@ -73,7 +73,7 @@ class FoundationConfig(PreTrainedConfig):
     dropout: float | int = 0.1
     attention_dropout: float | int = 0.0
     max_position: int = 256
-    encoder_type: Literal["transformer", "gru"] = "transformer"
+    encoder_type: Literal["transformer", "gru", "mingru"] = "transformer"
     time_encoding: Literal["time_alibi", "learned", "none"] = "time_alibi"
     index_position: bool = False
     event_combine: Literal["sum", "concat"] = "concat"

@@ -1,6 +1,6 @@
-"""Causal sequence encoders over event embeddings: a pre-LN transformer (SDPA) and a GRU.
+"""Causal sequence encoders over event embeddings: a pre-LN transformer (SDPA), a GRU and a minGRU stack.
 
-Both map (B,T,H) event embeddings to (B,T,H) hidden states where position i depends only on events
+All map (B,T,H) event embeddings to (B,T,H) hidden states where position i depends only on events
 0..i, so the hidden state at i is the point-in-time state of the entity right after event i.
 Batches are right-padded; outputs at padded positions are meaningless and zeroed by the caller.
 """
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foundation.model.configuration import FoundationConfig
+from foundation.model.scan import MinGRU
 
 MS_PER_MINUTE = 60_000.0
 
@@ -149,9 +150,87 @@ class GRUEncoder(nn.Module):
         return self.final_norm(output)
 
 
+class MinGRUBlock(nn.Module):
+    """Pre-LN block with the attention replaced by a minGRU layer: x + minGRU(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, config: FoundationConfig):
+        super().__init__()
+        self.recurrence_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.recurrence = MinGRU(config.hidden_size, config.hidden_size)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.recurrence(self.recurrence_norm(x)))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))  # (B, T, H)
+
+    def step(self, state: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """state (B,D), x (B,H) -> (state (B,D), output (B,H)) for one event."""
+        state, update = self.recurrence.step(state, self.recurrence_norm(x))
+        x = x + self.dropout(update)
+        return state, x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class MinGRUEncoder(nn.Module):
+    """Stacked minGRU blocks (foundation/model/scan.py) with a final LayerNorm: trains in parallel over the
+    window like the transformer, serves like an RNN with a fixed-size state per entity.
+
+    Ignores event_time like the GRU (the gap features are already in the event embedding).
+
+    Example:
+        >>> import torch
+        >>> from foundation.model import FoundationConfig
+        >>> fields = [{"name": "time", "kind": "time", "num_bins": 10}]
+        >>> encoder = MinGRUEncoder(FoundationConfig(fields=fields, hidden_size=8, num_layers=2,
+        ...                                          intermediate_size=16, encoder_type="mingru")).eval()
+        >>> x = torch.randn(2, 5, 8)
+        >>> hidden = encoder(x, torch.ones(2, 5, dtype=torch.bool), torch.zeros(2, 5, dtype=torch.long))
+        >>> state = encoder.initial_state(batch_size=2)
+        >>> for t in range(5):
+        ...     state, h_t = encoder.step(state, x[:, t])
+        >>> torch.allclose(h_t, hidden[:, -1], atol=1e-5), tuple(state.shape)
+        (True, (2, 2, 8))
+    """
+
+    def __init__(self, config: FoundationConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(MinGRUBlock(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor, event_time: torch.Tensor) -> torch.Tensor:
+        """Same contract as `TransformerEncoder.forward`. Right padding comes after the real events, so the
+        recurrence over it cannot change the real positions."""
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x)  # (B, T, H)
+
+    def initial_state(self, batch_size: int, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The state before any event: zeros (B, num_layers, D)."""
+        weight = self.final_norm.weight
+        state_size = self.blocks[0].recurrence.gate_bias.shape[0]
+        return torch.zeros(batch_size, len(self.blocks), state_size,
+                           device=device or weight.device, dtype=dtype or weight.dtype)
+
+    def step(self, state: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance every entity by one event.
+
+        Args:
+            state: (B, num_layers, D) from `initial_state` or the previous step.
+            x: (B,H) the event embedding.
+        Returns:
+            (new state (B, num_layers, D), hidden state (B,H) equal to `forward`'s output at this event).
+        """
+        layer_states = []
+        for layer, block in enumerate(self.blocks):
+            layer_state, x = block.step(state[:, layer], x)
+            layer_states.append(layer_state)
+        return torch.stack(layer_states, dim=1), self.final_norm(x)
+
+
 def build_encoder(config: FoundationConfig) -> nn.Module:
     """The sequence encoder named by `config.encoder_type`."""
-    encoders = {"transformer": TransformerEncoder, "gru": GRUEncoder}
+    encoders = {"transformer": TransformerEncoder, "gru": GRUEncoder, "mingru": MinGRUEncoder}
     if config.encoder_type not in encoders:
         raise ValueError(f"encoder_type {config.encoder_type!r} is not one of {sorted(encoders)}")
     return encoders[config.encoder_type](config)

@@ -8,7 +8,8 @@ from foundation.model import FoundationForPretraining, FoundationModel
 from foundation.model.encoder import alibi_slopes, time_alibi_bias
 from tests.model.batches import MS_PER_DAY, make_batch, tiny_config, tiny_fields
 
-ENCODERS = [("transformer", "time_alibi"), ("transformer", "learned"), ("transformer", "none"), ("gru", "none")]
+ENCODERS = [("transformer", "time_alibi"), ("transformer", "learned"), ("transformer", "none"), ("gru", "none"),
+            ("mingru", "none")]
 
 
 def _model(**overrides) -> FoundationModel:
@@ -133,7 +134,7 @@ def test_batch_without_any_model_field_or_with_half_a_field_is_a_clear_error():
         model({k: v for k, v in batch.items() if k != "hour"})
 
 
-@pytest.mark.parametrize("encoder_type", ["transformer", "gru"])
+@pytest.mark.parametrize("encoder_type", ["transformer", "gru", "mingru"])
 def test_masked_positions_hide_content_but_keep_time(encoder_type):
     model = _model(encoder_type=encoder_type)
     batch = make_batch(batch_size=2, seq_len=8, lengths=[8, 8], seed=3)
@@ -159,7 +160,7 @@ def test_mask_positions_shape_is_checked():
         _model()(make_batch(batch_size=2, seq_len=6), mask_positions=torch.zeros(2, 5, dtype=torch.bool))
 
 
-@pytest.mark.parametrize(("encoder_type", "time_encoding"), [("transformer", "time_alibi"), ("gru", "none")])
+@pytest.mark.parametrize(("encoder_type", "time_encoding"), [("transformer", "time_alibi"), ("gru", "none"), ("mingru", "none")])
 def test_save_and_load_give_identical_outputs(tmp_path, encoder_type, time_encoding):
     model = _model(encoder_type=encoder_type, time_encoding=time_encoding, index_position=True)
     batch = make_batch(batch_size=3, seq_len=8)
