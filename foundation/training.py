@@ -187,6 +187,7 @@ def pretrain(cfg: DictConfig) -> Path:
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         seed=int(cfg.seed),
+        compile=bool(cfg.get("compile", False)),
     )
     new_run = not any(run_dir.glob("*.ckpt"))
     save_run_config(cfg, run_dir, overrides, new_run=ckpt_path is None)

@@ -3,13 +3,59 @@ FoundationConfig, the losses from foundation.objectives; this class only wires o
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from foundation.model import FoundationConfig, FoundationForPretraining
+
+log = logging.getLogger(__name__)
+
+
+class CompiledOrEager:
+    """`torch.compile(module)` that falls back to the eager module, with one warning line, when compiling fails.
+
+    torch.compile is lazy: tracing and code generation happen on the first call (and on a recompile for a new
+    shape), so a missing C++ compiler, an unsupported op or an unsupported platform surfaces there, not here.
+    The first failure switches to eager for good and reruns the call eagerly; an error that is not about
+    compiling then recurs in eager and is raised as usual.
+
+    Not an `nn.Module` on purpose: the compiled wrapper must not appear in the owner's `state_dict`.
+
+    Args:
+        module: the module to run.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.compiled: Callable | None = None
+        try:
+            self.compiled = torch.compile(module)
+        except Exception as error:  # torch.compile itself refuses (e.g. an unsupported Python)
+            self._fall_back(error)
+
+    def _fall_back(self, error: Exception) -> None:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        log.warning("compile: torch.compile failed (%s: %s); training continues without compile",
+                    type(error).__name__, reason)
+        self.compiled = None
+
+    @property
+    def is_compiled(self) -> bool:
+        return self.compiled is not None
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:
+                self._fall_back(error)
+        return self.module(*args, **kwargs)
 
 
 def present_field_metrics(metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -33,14 +79,18 @@ class PretrainingModule(pl.LightningModule):
         optimizer: {"lr", "weight_decay", "betas"}.
         scheduler: {"warmup_ratio"}.
         seed: base of the per-epoch torch seed (dropout, masking).
+        compile: run the model's forward (and so its backward) through `torch.compile`, falling back to eager
+            with one warning when compiling fails (`CompiledOrEager`). Compiled on the first step, not here.
     """
 
     def __init__(
-        self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], seed: int = 0
+        self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], seed: int = 0,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.model = FoundationForPretraining(FoundationConfig.from_dict(model_config))
+        self._compiled: CompiledOrEager | None = None  # built in `setup`; not a submodule
 
     @property
     def config(self) -> FoundationConfig:
@@ -49,8 +99,12 @@ class PretrainingModule(pl.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]):
         return self.model(batch)
 
+    def setup(self, stage: str) -> None:
+        if self.hparams.get("compile") and self._compiled is None:
+            self._compiled = CompiledOrEager(self.model)
+
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        out = self.model(batch)
+        out = (self._compiled or self.model)(batch)
         batch_size = int(batch["lengths"].shape[0])
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         for name, value in out.losses.items():
