@@ -96,6 +96,7 @@ def convert_events(raw: pa.Table, schema: DataSchema) -> Conversion:
             job = partial(_to_string, values, spec.column, keys)
         jobs.append((spec.name, job))
     jobs += [(label.name, partial(_to_label, raw[label.column], label.column, keys, label.name))
+             if label.from_events is None else (label.name, partial(_unknown_label, n))
              for label in schema.labels.values()]
 
     if n >= _PARALLEL_MIN_ROWS and len(jobs) > 1:
@@ -197,6 +198,11 @@ def _to_float(col: pa.ChunkedArray, column: str, keys: dict[str, str], reason: s
     ok = pc.match_substring_regex(text, _NUMBER_RE)
     parsed = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
     return parsed, _issue(reason, column, keys, "value is not a number", _failed(text, parsed))
+
+
+def _unknown_label(n: int) -> tuple[pa.Array, None]:
+    """A derived label before derivation: null (unknown) on every row."""
+    return pa.nulls(n, pa.float64()), None
 
 
 def _to_label(col: pa.ChunkedArray, column: str, keys: dict[str, str], name: str):

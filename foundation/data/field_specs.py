@@ -174,17 +174,61 @@ class EntitySpec:
 
 
 @dataclass(frozen=True)
+class DerivedLabel:
+    """A label set by outcome events of the stream, e.g. a dispute marking the charge it contests.
+
+    With `ref` the outcome event names the marked event's id in that field; without it, the marked event is
+    the latest non-outcome event at or before the outcome that shares every `match` entity (an entity type)
+    or field value (e.g. amount) with it, no more than `within` earlier (foundation/data/derived_labels.py).
+    """
+
+    field: str
+    values: tuple[str, ...]
+    ref: str | None = None
+    match: tuple[str, ...] = ()
+    within_ms: int | None = None
+
+    @classmethod
+    def from_node(cls, node: Any, key: str) -> DerivedLabel:
+        node = mapping(node, key)
+        check_keys(node, ("field", "values", "ref", "match", "within"), key)
+        if not node.get("field") or not node.get("values"):
+            raise SchemaError(f"{key}: needs `field` (the categorical field of the outcome events) and `values` "
+                              f"(its values that mark an event), e.g. {{field: event_type, values: [dispute]}}")
+        values = node["values"]
+        values = (str(values),) if isinstance(values, str) else tuple(str(v) for v in values)
+        match = node.get("match")
+        match = (str(match),) if isinstance(match, str) else tuple(str(m) for m in (match or ()))
+        if node.get("ref") is None and not match:
+            raise SchemaError(f"{key}: give `ref` (the field naming the marked event's id) or `match` (entity "
+                              f"types or fields the marked event shares with the outcome, e.g. [customer, merchant])")
+        within = node.get("within")
+        return cls(field=str(node["field"]), values=values, ref=None if node.get("ref") is None else str(node["ref"]),
+                   match=match, within_ms=None if within is None else parse_duration(within, f"{key}.within"))
+
+
+@dataclass(frozen=True)
 class LabelSpec:
-    """A target column; never a feature. Canonical type float64, null when unknown."""
+    """A target; never a feature. Canonical type float64, null when unknown.
+
+    Either a raw `column`, or `from_events` (a `DerivedLabel`): 1 on the events the outcome events mark, 0 on
+    the other events, null on the outcome events themselves.
+    """
 
     name: str
-    column: str
+    column: str | None
+    from_events: DerivedLabel | None = None
 
     @classmethod
     def from_node(cls, name: str, node: Any) -> LabelSpec:
         key = f"labels.{name}"
         node = {"column": node} if isinstance(node, str) else mapping(node, key)
-        check_keys(node, ("column",), key)
+        check_keys(node, ("column", "from_events"), key)
+        if node.get("from_events") is not None:
+            if node.get("column") is not None:
+                raise SchemaError(f"{key}: give `column` or `from_events`, not both")
+            return cls(name=name, column=None, from_events=DerivedLabel.from_node(node["from_events"],
+                                                                                    f"{key}.from_events"))
         return cls(name=name, column=column_name(node.get("column", name), f"{key}.column"))
 
 

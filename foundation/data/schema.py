@@ -141,6 +141,7 @@ class DataSchema:
                      labels=labels, event_id=event_id, splits=Splits.from_node(node.get("splits")),
                      validation=ValidationPolicy.from_node(node.get("validation")))
         schema._check_names()
+        schema._check_derived_labels()
         return schema
 
     @classmethod
@@ -180,6 +181,26 @@ class DataSchema:
             if spec.column in label_columns:
                 raise SchemaError(f"fields.{spec.name}.column: '{spec.column}' is the column of "
                                   f"labels.{label_columns[spec.column]}; labels are never features")
+
+    def _check_derived_labels(self) -> None:
+        for spec in self.labels.values():
+            derived, key = spec.from_events, f"labels.{spec.name}.from_events"
+            if derived is None:
+                continue
+            if derived.field not in self.fields or self.fields[derived.field].type != "categorical":
+                raise SchemaError(f"{key}.field: {derived.field!r} is not a categorical field of the schema; "
+                                  f"categorical fields: {[f for f, s in self.fields.items() if s.type == 'categorical']}")
+            if derived.ref is not None and derived.ref not in self.fields:
+                raise SchemaError(f"{key}.ref: {derived.ref!r} is not a field of the schema; fields: {list(self.fields)}")
+            missing = [e for e in derived.match if e not in self.entities and e not in self.fields]
+            if missing:
+                raise SchemaError(f"{key}.match: {missing} name no entity type ({list(self.entities)}) and no field "
+                                  f"({list(self.fields)})")
+
+    @property
+    def derived_labels(self) -> list[LabelSpec]:
+        """Labels set by outcome events (`from_events`), computed after validation."""
+        return [spec for spec in self.labels.values() if spec.from_events is not None]
 
     @property
     def column_keys(self) -> dict[str, str]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from foundation.data.derived_labels import derive_labels
 from foundation.data.events import as_mask, convert_events
 from foundation.data.problems import (
     BLANK_RE,
@@ -117,6 +118,7 @@ def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | No
     if problems:
         paths = _write_quarantine(source, found, quarantine_folder(quarantine_dir, schema), schema, n)
         table = table.filter(pa.array(~bad))
+    table = derive_labels(table, schema)  # after quarantine: a bad row never marks or is marked
     return ValidationResult(table=table, quarantine_counts={p.reason: p.count for p in problems},
                             quarantine_paths=paths, n_input_rows=n)
 

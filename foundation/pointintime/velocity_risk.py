@@ -52,7 +52,10 @@ def label_evidence(events: pa.Table, schema: DataSchema, config: VelocityConfig,
     """The label columns and disputes the risk features read; None when the table has neither."""
     n = len(events)
     labels = set(schema.labels)
-    present = [name for name in config.risk_labels if name in events.column_names]
+    # A derived label (from_events) becomes known when its outcome event lands, which the delay rule cannot
+    # promise: its evidence is read from the outcome events themselves (the disputes below), never the column.
+    derived = {spec.name for spec in schema.derived_labels}
+    present = [name for name in config.risk_labels if name in events.column_names and name not in derived]
     not_labels = [name for name in present if name not in labels]
     if not_labels:  # a column that is not a label would be read without its delay
         raise ValueError(f"velocity.risk_labels {not_labels} are columns but not labels of the schema "

@@ -103,7 +103,9 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
                                      f"unparsable_timestamp.{spec.name}")))
         else:
             jobs.append((spec.name, ("string", spec.column)))
-    jobs += [(label.name, ("label", label.column, label.name)) for label in schema.labels.values()]
+    # A derived label (from_events) is null here: only the pyarrow path, which fine-tuning reads, derives it.
+    jobs += [(label.name, ("label", label.column, label.name) if label.from_events is None else ("null",))
+             for label in schema.labels.values()]
     for _, job in jobs:  # column-wide facts first, so they are computed in one pass
         planner.request(job)
     planner.resolve_facts()
@@ -111,6 +113,8 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
     for name, job in jobs:
         if job[0] == "rows":
             out.append(Converted(name, row.cast("string")))
+        elif job[0] == "null":
+            out.append(Converted(name, F.lit(None).cast("double")))
         else:
             out.append(planner.convert(name, job))
     return out
