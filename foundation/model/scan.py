@@ -90,10 +90,14 @@ class MinGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B,T,H) -> (B,T,H), position t from events 0..t only."""
         gate_logit, candidate = self._gates(x)  # (B, T, D) each
+        # The scan runs in float32 at least: a bf16 cumulative sum of log-decays loses the state within a
+        # few dozen events (8 mantissa bits), and autocast leaves cumsum/logcumsumexp in the input's dtype.
+        scan_dtype = torch.promote_types(gate_logit.dtype, torch.float32)
+        gate_logit, candidate = gate_logit.to(scan_dtype), candidate.to(scan_dtype)
         log_a = -F.softplus(gate_logit)  # log(1 - z)
         log_b = -F.softplus(-gate_logit) + log_positive_activation(candidate)  # log z + log g(candidate)
         state = log_linear_scan(log_a, log_b).exp()  # (B, T, D)
-        return self.out(state)
+        return self.out(state.to(x.dtype))
 
     def step(self, state: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One event: state (B,D), x (B,H) -> (new state (B,D), output (B,H)); the plain recurrence."""
