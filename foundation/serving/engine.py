@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from foundation.data.aggregates import AggregateSpec
+from foundation.data.collate import ArrowRows, assemble, batch_columns
 from foundation.data.schema import DataSchema
 from foundation.pointintime import (
     bucket_rows,
@@ -33,6 +34,8 @@ from foundation.pointintime import (
     window_batch,
     window_start,
 )
+from foundation.serving.incremental import supports
+from foundation.serving.live import LiveStates
 from foundation.serving.schemas import RequestError
 from foundation.serving.state import EntityHistory, EventRecord, StateStore
 
@@ -86,11 +89,14 @@ class StateEngine:
         schema: the data schema.
         aggregate_specs: entity type -> AggregateSpec for `representation: aggregate` entities.
         cache_size: entities whose state is cached (LRU).
+        surprise: EventSurprise of the model's next-event heads, or None.
+        incremental: advance the newest state of raw-event entities by one recurrent step per event
+            (foundation.serving.live) instead of a window pass; False: every miss is a window pass.
     """
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema,
                  aggregate_specs: Mapping[str, AggregateSpec] | None = None, cache_size: int = 100_000,
-                 surprise: Any = None):
+                 surprise: Any = None, incremental: bool = True):
         self.model = model.eval()
         self.surprise = surprise  # EventSurprise of the model's next-event heads, or None
         self.tokenizer = tokenizer
@@ -107,6 +113,8 @@ class StateEngine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = self.cache_misses = 0
+        self.live = (LiveStates(self.model, tokenizer, self.canonical, self.fields, cache_size)
+                     if incremental and supports(self.model) else None)
 
     def cut(self, entity_type: str, time: int | None, event_id: str | None) -> Key | None:
         """Cut-off key: items with key < cut are in the state. A bucket is in it once closed (end <= time);
@@ -177,6 +185,11 @@ class StateEngine:
         empty = EntityState(etype, eid, np.zeros(self.hidden_size, np.float32), False, -1, None)
         if not history.events:
             return _Cached(history.version, None, None, empty)
+        newest = (history.events[-1]["event_time"], history.events[-1]["event_id"])
+        if self.live is not None and etype not in self.aggregate_specs and (cut is None or newest < cut):
+            live = self.live.state(history)  # the state after the newest event, advanced incrementally
+            return _Cached(history.version, newest, None, EntityState(etype, eid, live.hidden, True, live.index,
+                                                                      newest[0]))
         table = self._sequence(history)
         times = pc.list_flatten(table["event_time"]).cast(pa.int64()).to_pylist()
         keys = list(zip(times, pc.list_flatten(table["event_id"]).to_pylist()))
@@ -225,14 +238,43 @@ class StateEngine:
         """The attempt's event vector (see `event_vector`, the gap taken from `state`, its event entity's state
         before it) and, when asked, its surprise under that state (foundation.embeddings.surprise), from
         one encoding of the attempt."""
-        batch = self._event_batch(record, state.last_time)
-        vector = event_vectors(self.model, batch, self.field_specs)[0, 0].float().numpy()
+        vectors, surprise = self.event_features_many([record], [state], with_surprise)
+        return vectors[0], None if surprise is None else surprise[0]
+
+    def _events_batch(self, records: Sequence[EventRecord], previous: Sequence[int | None]) -> dict[str, torch.Tensor]:
+        """The (N, 1) model batch of N attempts, each in its event entity's sequence after its previous event
+        (one tokenizer call; row r equals `_event_batch(records[r], previous[r])`)."""
+        etype = self.event_entity
+        tables, starts = [], []
+        for record, time in zip(records, previous):
+            if time is not None and time > record.event_time:
+                raise ValueError(f"previous event at {time} is after the attempt at {record.event_time}")
+            events = [record.payload] if time is None else [{"event_id": "", "event_time": time}, record.payload]
+            tables.append(event_rows(etype, record.payload.get(f"{etype}_id") or "", events, self.canonical,
+                                     self.fields))
+            starts.append(len(events) - 1)
+        encoded = self.tokenizer.encode(pa.concat_tables(tables).combine_chunks())
+        n = len(records)
+        return assemble(ArrowRows(encoded), batch_columns(self.field_specs), np.arange(n), np.asarray(starts),
+                        np.ones(n, np.int64), np.zeros(n, np.int64))
+
+    @torch.inference_mode()
+    def event_features_many(self, records: Sequence[EventRecord], states: Sequence[EntityState],
+                            with_surprise: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """`event_features` of N attempts in one tokenizer call and one model pass (micro-batching).
+
+        Returns:
+            (N, H) event vectors, (N, S) surprise or None.
+        """
+        batch = self._events_batch(records, [state.last_time for state in states])
+        vectors = event_vectors(self.model, batch, self.field_specs)[:, 0].float().numpy()  # (N, H)
         if not with_surprise:
-            return vector, None
+            return vectors, None
         if self.surprise is None:
             raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
-        hidden = torch.as_tensor(np.asarray(state.hidden, np.float32)[None, :])
-        return vector, self.surprise(hidden, batch, torch.tensor([state.has_history]))[0].numpy()
+        hidden = torch.as_tensor(np.stack([np.asarray(s.hidden, np.float32) for s in states]))  # (N, H)
+        has_history = torch.tensor([s.has_history for s in states])
+        return vectors, self.surprise(hidden, batch, has_history).numpy()
 
 
 class StateWarmer:

@@ -79,13 +79,15 @@ class Scorer:
         model_version: reported with every score.
         cache_size: entities whose state is cached, per engine.
         engines: extra StateEngines by key (the fine-tuned encoders of `full` heads).
+        surprise: EventSurprise of the pretrained model's next-event heads, or None.
+        incremental: advance states by one recurrent step per event (see StateEngine).
     """
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema, heads: Sequence[ServedHead] = (),
                  aggregate_specs: Mapping[str, AggregateSpec] | None = None, model_version: str = "unversioned",
                  cache_size: int = 100_000, engines: Mapping[str, StateEngine] | None = None,
-                 surprise: Any = None):
-        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size, surprise)
+                 surprise: Any = None, incremental: bool = True):
+        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size, surprise, incremental)
         self.engines = {PRETRAINED: self.engine, **dict(engines or {})}
         self.schema = schema
         self.heads = list(heads)
@@ -164,36 +166,81 @@ class Scorer:
 
     def score(self, attempt: Attempt, store: StateStore, on_cache: Any = None) -> dict[str, Any]:
         """Probabilities of every served head for one charge attempt (states as of just before it)."""
+        result = self.score_many([attempt], store, on_cache)[0]
+        if isinstance(result, RequestError):
+            raise result
+        return result
+
+    def score_many(self, attempts: Sequence[Attempt], store: StateStore, on_cache: Any = None
+                   ) -> list[dict[str, Any] | RequestError]:
+        """`score` of several attempts with one event-encoder pass per engine and one call per head (the
+        micro-batch of concurrent requests). An attempt whose states cannot be computed (409) gets its
+        RequestError in its place; the others are scored.
+
+        Returns:
+            one response dict (or RequestError) per attempt, in order.
+        """
         if not self.heads:
             raise RequestError(503, "no task heads loaded (set finetune_run or heads.<task>.run): only "
                                     "embeddings are served")
-        record = attempt.record
-        event_id = record.event_id if attempt.has_event_id else None
-        features: dict[str, tuple[dict[str, EntityState], np.ndarray, np.ndarray | None]] = {}
+        results: list[dict[str, Any] | RequestError | None] = [None] * len(attempts)
+        states = [{} for _ in attempts]  # attempt -> engine key -> entity type -> EntityState
         for key in dict.fromkeys(h.engine for h in self.heads):
-            engine = self.engines[key]
-            mine = [h for h in self.heads if h.engine == key]
-            types = list(dict.fromkeys([self.event_entity] + [e for h in mine for e in h.entities]))
-            refs = [(t, record.payload[f"{t}_id"]) for t in types]
-            states = dict(zip(types, engine.entity_states(refs, store, record.event_time, event_id, on_cache)))
-            vector, surprise = engine.event_features(record, states[self.event_entity],
-                                                     any(h.surprise for h in mine))
-            features[key] = (states, vector, surprise)
-        raw_rows: dict[int, np.ndarray] = {}
-        out: dict[str, Any] = {"event_id": event_id, "model_version": self.model_version}
+            types = list(dict.fromkeys([self.event_entity] + [e for h in self.heads if h.engine == key
+                                                               for e in h.entities]))
+            for i, attempt in enumerate(attempts):
+                record = attempt.record
+                if results[i] is not None:
+                    continue
+                refs = [(t, record.payload[f"{t}_id"]) for t in types]
+                try:
+                    found = self.engines[key].entity_states(refs, store, record.event_time,
+                                                            record.event_id if attempt.has_event_id else None,
+                                                            on_cache)
+                except RequestError as err:
+                    results[i] = err
+                    continue
+                states[i][key] = dict(zip(types, found))
+        ok = [i for i, r in enumerate(results) if r is None]
+        if ok:
+            for i, probabilities in zip(ok, self._probabilities([attempts[i] for i in ok], [states[i] for i in ok])):
+                results[i] = self._response(attempts[i], probabilities, states[i][self.heads[0].engine])
+        return results  # type: ignore[return-value]
+
+    def _probabilities(self, attempts: Sequence[Attempt], states: Sequence[dict[str, dict[str, EntityState]]]
+                       ) -> list[dict[str, float]]:
+        """Every head's probability for each attempt: features stacked (N, D), one predict_proba per head."""
+        records = [a.record for a in attempts]
+        features: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for key in dict.fromkeys(h.engine for h in self.heads):
+            surprise = any(h.surprise for h in self.heads if h.engine == key)
+            features[key] = self.engines[key].event_features_many(
+                records, [s[key][self.event_entity] for s in states], surprise)
+        raw: dict[int, np.ndarray] = {}
+        out: list[dict[str, float]] = [{} for _ in attempts]
         for head in self.heads:
-            states, vector, surprise = features[head.engine]
-            x = task_features([states[e].hidden for e in head.entities],
-                              [states[e].has_history for e in head.entities], vector,
-                              surprise if head.surprise else None)
+            vectors, surprise = features[head.engine]
+            x = np.stack([task_features([s[head.engine][e].hidden for e in head.entities],
+                                        [s[head.engine][e].has_history for e in head.entities], vectors[r],
+                                        surprise[r] if head.surprise else None)
+                          for r, s in enumerate(states)])  # (N, D)
             if head.raw is not None:
-                if id(head.raw) not in raw_rows:
-                    table = canonical_rows([record.payload], self.engine.canonical)
-                    raw_rows[id(head.raw)] = head.raw.features(table, self.schema)[0]
-                x = np.concatenate([x, raw_rows[id(head.raw)]])
-            out[head.output] = float(np.asarray(head.model.predict_proba(x[None, :])).reshape(-1)[0])
+                if id(head.raw) not in raw:
+                    table = canonical_rows([r.payload for r in records], self.engine.canonical)
+                    raw[id(head.raw)] = head.raw.features(table, self.schema)  # (N, R)
+                x = np.concatenate([x, raw[id(head.raw)]], axis=1)
+            probabilities = np.asarray(head.model.predict_proba(x)).reshape(-1)
+            for r in range(len(attempts)):
+                out[r][head.output] = float(probabilities[r])
+        return out
+
+    def _response(self, attempt: Attempt, probabilities: dict[str, float],
+                  states: dict[str, EntityState]) -> dict[str, Any]:
+        event_id = attempt.record.event_id if attempt.has_event_id else None
+        out: dict[str, Any] = {"event_id": event_id, "model_version": self.model_version}
+        out.update({head.output: probabilities[head.output] for head in self.heads})
         out["thresholds"] = {h.output: h.threshold for h in self.heads}
-        out["has_history"] = {t: s.has_history for t, s in features[self.heads[0].engine][0].items()}
+        out["has_history"] = {t: s.has_history for t, s in states.items()}
         return out
 
     def embedding(self, entity_type: str, entity_id: str, store: StateStore, as_of: int | None = None,
@@ -212,7 +259,8 @@ class Scorer:
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, finetune_run: str | Path | None = None,
                         heads: Mapping[str, Mapping[str, Any]] | None = None, fallback_data: Any = None,
-                        cache_size: int = 100_000, torch_threads: int | None = 1) -> Scorer:
+                        cache_size: int = 100_000, torch_threads: int | None = 1,
+                        incremental: bool = True) -> Scorer:
         """Load what training wrote.
 
         Args:
@@ -223,6 +271,7 @@ class Scorer:
             fallback_data: data config used when the run has no config.yaml (a warning is logged).
             cache_size: entities whose state is cached, per engine.
             torch_threads: intra-op threads (None leaves torch's default).
+            incremental: advance states by one recurrent step per event (see StateEngine).
         """
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
@@ -243,13 +292,14 @@ class Scorer:
             head, encoder = load_task_head(Path(task_run), task, choice, schema)
             if encoder is not None:
                 _check_same_tokenizer(hf, Path(task_run) / "heads" / head.name / "encoder")
-                engines[head.name] = StateEngine(encoder, tokenizer, schema, specs, cache_size)
+                engines[head.name] = StateEngine(encoder, tokenizer, schema, specs, cache_size,
+                                                 incremental=incremental)
             served.append(head)
             runs.append(Path(task_run).name)
         if finetune_run and not served:
             raise FileNotFoundError(f"{finetune_run}: no heads/<task>/<head>/ for tasks {sorted(heads or {})}")
         version = f"{run.name}@{pretrained.digest()}" + "".join(f"+{r}" for r in dict.fromkeys(runs))
-        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise)
+        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise, incremental)
 
 
 def _check_same_tokenizer(hf: Path, encoder_dir: Path) -> None:

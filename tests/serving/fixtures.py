@@ -60,12 +60,14 @@ def json_event(table: pa.Table, i: int) -> dict:
     return {k: json_value(v) for k, v in table.slice(i, 1).to_pylist()[0].items()}
 
 
-def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_position: int = 8, seed: int = 0):
+def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_position: int = 8, seed: int = 0,
+                     **config_overrides):
     """A real (untrained) tiny checkpoint as training writes it: <run>/hf (model, next-event heads, tokenizer),
     <run>/config.yaml.
 
     The tokenizer is fitted on the fixture's own sequences; the model is `tiny` with a short window
-    (max_position) so that short histories already cross several window blocks.
+    (max_position) so that short histories already cross several window blocks; `config_overrides` are
+    FoundationConfig fields (e.g. encoder_type="gru").
 
     Returns:
         (schema, sequence folder with the batch path's shards of every event).
@@ -92,7 +94,7 @@ def build_checkpoint(run_dir: Path, events_dir: Path, data_dir: Path, max_positi
     tokenizer = EventTokenizer.fit(tables, schema, min_count=1, num_bins=8, num_time_bins=8, text_vocab_size=60,
                                    max_tokens=4, progress=False)
     config = tiny(fields=tokenizer.field_specs(), entity_types=tokenizer.entity_types, max_position=max_position,
-                  dropout=0.0)
+                  dropout=0.0, **config_overrides)
     torch.manual_seed(seed)
     model = FoundationModel(config)
     model.save_pretrained(run_dir / "hf")

@@ -1,0 +1,174 @@
+"""Incremental point-in-time states: one recurrent step per ingested event instead of a window pass.
+
+The window rule (foundation.pointintime.windows): the state of event i is the causal encoder's output over
+[window_start(i), i], and every event of a block [kS, (k+1)S) shares one start. Inside a block the state of
+event i + 1 therefore follows from what the pass over [start, i] left behind:
+- GRU: the hidden state of every layer after event i (L, 1, H); one `nn.GRU` step with it as h0.
+- Transformer: the keys and values of every layer over [start, i] and the event times; the new event's query
+  attends over them plus its own key, with the time-ALiBi bias recomputed from the stored times (the bias is
+  relative in time, so nothing cached depends on the new event).
+At a block boundary the window start moves and the carry is rebuilt by one pass over the new window (`prefill`).
+
+Both functions read the encoder modules of `foundation.model.encoder` as they are (weights and layout) and
+repeat their arithmetic; `prefill` equals `FoundationModel.forward` on a one-row unpadded window, `step` equals
+it up to float reassociation (tests/serving/test_incremental.py holds them to 1e-5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from foundation.model.encoder import MS_PER_MINUTE, alibi_slopes, time_alibi_bias
+
+Carry = Any  # GRU: (L, 1, H) tensor; transformer: TransformerCarry; an encoder with its own `step`: its state
+KINDS = ("gru", "transformer")
+
+
+def supports(model: Any) -> bool:
+    """Whether `IncrementalEncoder` can advance this model's encoder: GRU, transformer, or any encoder with its
+    own `initial_state(batch_size)` and `step(state, x (B, H)) -> (state, hidden (B, H))`."""
+    encoder = model.encoder
+    return model.config.encoder_type in KINDS or (hasattr(encoder, "step") and hasattr(encoder, "initial_state"))
+
+
+@dataclass(frozen=True)
+class TransformerCarry:
+    """Per-layer keys and values of the window so far, and its event times.
+
+    Args:
+        keys, values: one (1, nh, T, hd) tensor per layer.
+        times: (T,) int64 epoch ms of the window's events.
+    """
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    times: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        tensors = (*self.keys, *self.values, self.times)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def carry_nbytes(carry: Carry) -> int:
+    """Bytes held by a carry (the state-size table of docs/guide/serving.md)."""
+    if isinstance(carry, TransformerCarry):
+        return carry.nbytes
+    return carry.numel() * carry.element_size()
+
+
+class IncrementalEncoder:
+    """Window passes that also return the carry, and single-event steps from a carry.
+
+    Args:
+        model: FoundationModel in eval mode (GRU or transformer encoder).
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.encoder = model.encoder
+        if not supports(model):
+            raise ValueError(f"no incremental state for encoder_type {model.config.encoder_type!r}")
+        self.kind = model.config.encoder_type if model.config.encoder_type in KINDS else "step"
+
+    def embed(self, batch: Mapping[str, torch.Tensor], offset: int) -> torch.Tensor:
+        """(1, T, H) event embeddings of a one-row batch whose first event sits at `offset` in its window
+        (only learned index positions depend on it)."""
+        emb = self.model.embeddings
+        if emb.position is None or offset == 0:
+            return emb(batch)
+        mask = batch["attention_mask"].bool()
+        x = emb.content(batch) + emb.time(batch, mask) + emb.entity_type(batch["entity_type"]).unsqueeze(1)
+        positions = torch.arange(offset, offset + mask.shape[1], device=x.device)
+        return emb.dropout(emb.layer_norm(x + emb.position(positions)))  # (1, T, H)
+
+    @torch.inference_mode()
+    def prefill(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Carry]:
+        """The state after the last event of a one-row unpadded window batch, and the carry after it.
+
+        Returns:
+            (H,) state, carry.
+        """
+        x = self.embed(batch, 0)  # (1, T, H)
+        if self.kind == "gru":
+            output, h_n = self.encoder.gru(x)  # (1, T, H), (L, 1, H)
+            return self.encoder.final_norm(output[0, -1]), h_n
+        if self.kind == "step":  # the encoder's own recurrence, one event at a time
+            state = self.encoder.initial_state(batch_size=1)
+            for t in range(x.shape[1]):
+                state, hidden = self.encoder.step(state, x[:, t])
+            return hidden[0], state
+        times = batch["event_time"][0].to(torch.int64)  # (T,)
+        bias = (time_alibi_bias(batch["event_time"], batch["attention_mask"], self.encoder.num_heads)
+                if self.encoder.time_alibi else None)
+        keys, values = [], []
+        for block in self.encoder.blocks:
+            k, v, y = _attend(block.attention, block.attention_norm(x), None, None, bias, None)
+            keys.append(k)
+            values.append(v)
+            x = x + y
+            x = x + block.mlp(block.mlp_norm(x))
+        return self.encoder.final_norm(x[0, -1]), TransformerCarry(tuple(keys), tuple(values), times)
+
+    @torch.inference_mode()
+    def step(self, batch: Mapping[str, torch.Tensor], offset: int, carry: Carry) -> tuple[torch.Tensor, Carry]:
+        """Advance by one event (a B = T = 1 batch) at position `offset` of the carry's window.
+
+        Returns:
+            (H,) state after the event, the new carry (the old one is left unchanged).
+        """
+        x = self.embed(batch, offset)  # (1, 1, H)
+        if self.kind == "gru":
+            output, h_n = self.encoder.gru(x, carry)
+            return self.encoder.final_norm(output[0, -1]), h_n
+        if self.kind == "step":
+            state, hidden = self.encoder.step(carry, x[:, 0])
+            return hidden[0], state
+        time = batch["event_time"][0].to(torch.int64)  # (1,)
+        times = torch.cat([carry.times, time])  # (T + 1,)
+        bias = None
+        if self.encoder.time_alibi:
+            # the new query's row of time_alibi_bias: gaps in int64 first, as there
+            gap = (time - times).abs().float() / MS_PER_MINUTE  # (T + 1,)
+            slopes = alibi_slopes(self.encoder.num_heads).to(gap.device)
+            bias = (-slopes.view(1, -1, 1, 1) * torch.log1p(gap).view(1, 1, 1, -1))  # (1, nh, 1, T + 1)
+        keys, values = [], []
+        for layer, block in enumerate(self.encoder.blocks):
+            k, v, y = _attend(block.attention, block.attention_norm(x), carry.keys[layer], carry.values[layer],
+                              bias, True)
+            keys.append(k)
+            values.append(v)
+            x = x + y
+            x = x + block.mlp(block.mlp_norm(x))
+        return self.encoder.final_norm(x[0, -1]), TransformerCarry(tuple(keys), tuple(values), times)
+
+
+def _attend(attention: Any, h: torch.Tensor, past_k: torch.Tensor | None, past_v: torch.Tensor | None,
+            bias: torch.Tensor | None, single: bool | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`CausalSelfAttention.forward` that also returns its keys and values (past ones prepended).
+
+    Args:
+        attention: a CausalSelfAttention module.
+        h: (1, T, H) normalised input; T = 1 when `single` (a step over a cache).
+        past_k, past_v: (1, nh, P, hd) cached keys/values or None.
+        bias: additive bias (1, nh, T, P + T) or None (plain causal).
+    Returns:
+        keys (1, nh, P + T, hd), values (same), attention output (1, T, H).
+    """
+    batch_size, seq_len, hidden = h.shape
+    q, k, v = attention.qkv(h).split(hidden, dim=-1)
+    q, k, v = (t.view(batch_size, seq_len, attention.num_heads, -1).transpose(1, 2) for t in (q, k, v))
+    if past_k is not None:
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+    if bias is not None:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+    else:
+        # one query over every cached key needs no mask; a window pass is causal
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=not single)
+    y = y.transpose(1, 2).reshape(batch_size, seq_len, hidden)  # (1, T, H)
+    return k, v, attention.out(y)

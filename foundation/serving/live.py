@@ -1,0 +1,144 @@
+"""Per-entity live states advanced event by event: the cache behind a score that costs no window pass.
+
+For each raw-event entity the engine keeps, after its newest event, the state, the recurrent carry
+(foundation.serving.incremental) and where it stands: the store version it was computed at, the index of that
+event in the entity's full sequence, the window start and the event's (event_time, event_id) key. When the
+entity's version moves on, the new retained events after that key are the events to apply, provided the count
+matches: n_events - (events after the key) == index + 1. Then
+- same window start: one `step` per new event (the predecessor's time gives the first one's time gap);
+- otherwise (a block boundary, a late event inserted before the key, no live state yet after a restart or an
+  LRU eviction): one `prefill` over the window of the newest event, from the durable log (the store's
+  retained events), exactly as the batch path computes it.
+A duplicate event changes nothing in the store (idempotent on event_id), so the version and the state stay.
+The live state is only a cache of what the batch path computes: it is never written back to the store, so a
+restart, another replica (Redis), or an eviction from this LRU rebuilds it from the durable log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from foundation.pointintime import event_batch, event_rows, window_batch, window_start
+from foundation.serving.incremental import Carry, IncrementalEncoder
+from foundation.serving.schemas import RequestError
+from foundation.serving.state import EntityHistory
+
+Key = tuple[int, str]
+Ref = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """An entity's state right after its newest applied event.
+
+    Args:
+        version: store version it was computed at.
+        index: index of the newest event in the entity's full sequence.
+        start: window_start(index).
+        key: (event_time, event_id) of the newest event.
+        hidden: (H,) state.
+        carry: what the next step needs (see foundation.serving.incremental).
+    """
+
+    version: int
+    index: int
+    start: int
+    key: Key
+    hidden: np.ndarray
+    carry: Carry
+
+
+class LiveStates:
+    """The live states of one encoder's raw-event entities (an LRU of `capacity` entities).
+
+    Args:
+        model: FoundationModel in eval mode.
+        tokenizer: its EventTokenizer.
+        canonical: DataSchema.canonical_schema().
+        fields: the tokenizer's field names in schema order.
+        capacity: entities kept.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, canonical: Any, fields: Sequence[str], capacity: int):
+        self.encoder = IncrementalEncoder(model)
+        self.tokenizer, self.canonical, self.fields = tokenizer, canonical, list(fields)
+        self.field_specs = tokenizer.field_specs()
+        self.max_len = int(model.config.max_position)
+        self.capacity = capacity
+        self._states: OrderedDict[Ref, LiveState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.steps = self.prefills = 0  # events applied by one step / window passes (tests, /metrics)
+
+    def get(self, ref: Ref) -> LiveState | None:
+        with self._lock:
+            return self._states.get(ref)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def state(self, history: EntityHistory) -> LiveState:
+        """The state after the newest retained event of a non-empty history (advanced from the cached one
+        when it can be, else one window pass), remembered for the next call.
+
+        Raises:
+            RequestError 409: the window of the newest event was evicted (state.max_events too small).
+        """
+        ref = (history.entity_type, history.entity_id)
+        previous = self.get(ref)
+        if previous is not None and previous.version == history.version:
+            return previous
+        new = self._advance(history, previous) if previous is not None else None
+        if new is None:
+            new = self._prefill(history)
+        with self._lock:
+            current = self._states.get(ref)
+            if current is None or current.version <= new.version:
+                self._states[ref] = new
+                self._states.move_to_end(ref)
+            while len(self._states) > self.capacity:
+                self._states.popitem(last=False)
+        return new
+
+    def _advance(self, history: EntityHistory, previous: LiveState) -> LiveState | None:
+        """One step per event applied after `previous`, or None when a window pass is needed."""
+        events = history.events
+        n_new = sum(1 for e in events if (e["event_time"], e["event_id"]) > previous.key)
+        last = history.n_events - 1
+        if n_new == 0 or history.n_events - n_new != previous.index + 1:
+            return None  # a late event landed before the key (or the history changed otherwise)
+        if window_start(last, self.max_len) != previous.start:
+            return None  # a block boundary: the window start moves
+        # The predecessor of the first new event is the previous newest one: only its time matters (the gap).
+        rows = [{"event_id": "", "event_time": previous.key[0]}, *events[len(events) - n_new:]]
+        encoded = self.tokenizer.encode(event_rows(history.entity_type, history.entity_id, rows, self.canonical,
+                                                   self.fields))
+        carry, hidden = previous.carry, None
+        for j in range(1, n_new + 1):
+            index = previous.index + j
+            hidden, carry = self.encoder.step(event_batch(encoded, self.field_specs, j), index - previous.start,
+                                              carry)
+        self.steps += n_new
+        newest = events[-1]
+        return LiveState(history.version, last, previous.start, (newest["event_time"], newest["event_id"]),
+                         hidden.float().numpy().copy(), carry)
+
+    def _prefill(self, history: EntityHistory) -> LiveState:
+        events = history.events
+        last, first = history.n_events - 1, history.first_index
+        start = window_start(last, self.max_len)
+        if max(start - 1, 0) < first:
+            raise RequestError(409, f"{history.entity_type} {history.entity_id!r}: the window of the newest event "
+                                    f"is no longer retained ({len(events)} events); raise state.max_events")
+        table = event_rows(history.entity_type, history.entity_id, events, self.canonical, self.fields)
+        encoded = self.tokenizer.encode(table)
+        hidden, carry = self.encoder.prefill(window_batch(encoded, self.field_specs, start - first, last - start + 1))
+        self.prefills += 1
+        newest = events[-1]
+        return LiveState(history.version, last, start, (newest["event_time"], newest["event_id"]),
+                         hidden.float().numpy().copy(), carry)
