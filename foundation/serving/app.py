@@ -16,6 +16,7 @@ body, before any parsing (`foundation.serving.body`).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
@@ -59,6 +60,9 @@ class ServiceSettings:
         body_timeout_s: a request body must arrive within this many seconds (408 otherwise).
         min_event_ms: events dated before this epoch-ms instant are refused (422); None = no bound.
         max_future_skew_ms: events dated further ahead of the service clock are refused (422); None = no bound.
+        batch_max_size: concurrent score requests scored in one forward pass at most (micro-batching,
+            foundation.serving.batching); 0 scores each request on its own (through `model_concurrency`).
+        batch_max_wait_s, batch_queue_size: longest wait for more requests (under load only); most waiting (503).
     """
 
     max_body_bytes: int = 1_048_576
@@ -69,6 +73,9 @@ class ServiceSettings:
     body_timeout_s: float = 30.0
     min_event_ms: int | None = MIN_EVENT_MS
     max_future_skew_ms: int | None = 300_000
+    batch_max_size: int = 64
+    batch_max_wait_s: float = 0.001
+    batch_queue_size: int = 1024
 
 
 def error_response(err: RequestError) -> JSONResponse:
@@ -130,6 +137,7 @@ class Service:
     settings: ServiceSettings
     metrics: ServiceMetrics
     warmer: Any | None = None
+    batcher: Any | None = None
 
     def count_cache(self, hits: int, misses: int) -> None:
         self.metrics.cache.labels(result="hit").inc(hits)
@@ -162,13 +170,22 @@ class Service:
     def score(self, payload: Any, commit: bool) -> dict[str, Any]:
         active = self.need_scorer()
         attempt = self.parser.parse_attempt(payload, commit=commit)
-        result = active.score(attempt, self.store, on_cache=self.count_cache)
-        result["committed"] = False
+        return self.committed(attempt, active.score(attempt, self.store, on_cache=self.count_cache), commit)
+
+    def committed(self, attempt: Any, result: dict[str, Any], commit: bool) -> dict[str, Any]:
+        """Scored first, then applied (`?commit=true`): the attempt's own score never sees the attempt."""
+        result["committed"] = bool(commit) and self.store.apply([attempt.record])[0]
         if commit:
-            # Scored first, then applied: the attempt's own score never sees the attempt.
-            result["committed"] = self.store.apply([attempt.record])[0]
             self.changed(list(attempt.record.entities))
         return result
+
+    async def score_batched(self, payload: Any, commit: bool) -> dict[str, Any]:
+        """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls."""
+        self.need_scorer()
+        attempt = self.parser.parse_attempt(payload, commit=commit)
+        result = await asyncio.wrap_future(self.batcher.submit(attempt))
+        return await run_in_threadpool(self.committed, attempt, result, True) if commit else self.committed(
+            attempt, result, False)
 
 
 def create_app(
@@ -195,19 +212,28 @@ def create_app(
         from foundation.serving.engine import StateWarmer
 
         svc.warmer = StateWarmer(list(scorer.engines.values()), store)
+    if scorer is not None and settings.batch_max_size > 0:
+        from foundation.serving.batching import MicroBatcher
+
+        def score_batch(attempts: list[Any]) -> list[Any]:
+            return scorer.score_many(attempts, store, on_cache=svc.count_cache)
+
+        svc.batcher = MicroBatcher(score_batch, settings.batch_max_size, settings.batch_max_wait_s,
+                                   settings.batch_queue_size, svc.metrics.score_batch.observe)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        if svc.warmer is not None:
-            svc.warmer.stop()
+        for worker in (svc.batcher, svc.warmer):
+            if worker is not None:
+                worker.stop()
         store.close()
 
     # The docs routes are added by add_docs, so that a token, when set, guards them like the API.
     app = FastAPI(title="payment-foundation scoring", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.parser, app.state.store, app.state.scorer, app.state.metrics = parser, store, scorer, svc.metrics
-    app.state.warmer, app.state.settings = svc.warmer, settings
+    app.state.warmer, app.state.settings, app.state.batcher = svc.warmer, settings, svc.batcher
     svc.metrics.instrument(app)
     add_error_handlers(app)
     authorize = bearer_guard(settings.api_token)
@@ -240,6 +266,8 @@ def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], None],
     async def post_score(request: Request, commit: bool = False) -> JSONResponse:
         svc.need_scorer()
         payload = await svc.read_json(request)
+        if svc.batcher is not None:
+            return JSONResponse(await svc.score_batched(payload, commit))
         return JSONResponse(await to_thread.run_sync(svc.score, payload, commit, limiter=model_slots))
 
     # Embedding first: `{entity_id:path}` of the entity route would also match ".../embedding".
@@ -299,7 +327,7 @@ def build_app(cfg: Any) -> FastAPI:
         scorer = Scorer.from_pretrained(
             cfg.checkpoint, finetune_run=cfg.get("finetune_run"), heads=_plain(cfg.get("heads")),
             fallback_data=cfg.get("data"), cache_size=int(cfg.scorer.cache_size),
-            torch_threads=int(cfg.scorer.torch_threads),
+            torch_threads=int(cfg.scorer.torch_threads), incremental=bool(cfg.scorer.get("incremental", True)),
         )
         schema = scorer.schema
     else:
@@ -321,6 +349,7 @@ def service_settings(cfg: Any) -> ServiceSettings:
 
     server = cfg.server
     skew, earliest = server.get("max_future_skew"), server.get("min_event_time")
+    batching = cfg.scorer.get("batching") or {}
     return ServiceSettings(
         max_body_bytes=int(server.max_body_bytes), max_batch_events=int(server.max_batch_events),
         api_token=os.environ.get(str(server.token_env)) or None, warm_on_ingest=bool(cfg.scorer.warm_on_ingest),
@@ -328,6 +357,8 @@ def service_settings(cfg: Any) -> ServiceSettings:
         body_timeout_s=parse_duration(server.body_timeout, "server.body_timeout") / 1000,
         min_event_ms=None if earliest is None else parse_as_of(str(earliest), "server.min_event_time"),
         max_future_skew_ms=None if skew is None else parse_duration(skew, "server.max_future_skew"),
+        batch_max_size=int(batching.get("max_size", 64)), batch_max_wait_s=float(batching.get("max_wait_ms", 1.0)) / 1000,
+        batch_queue_size=int(batching.get("queue_size", 1024)),
     )
 
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -64,6 +71,10 @@ class ServiceMetrics:
         self.cache = Counter(
             "foundation_scorer_cache", "Hidden-state cache lookups by result (hit, miss)",
             ["result"], registry=self.registry,
+        )
+        self.score_batch = Histogram(
+            "foundation_score_batch_size", "Score requests per forward pass (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
         )
         self.model_info = Gauge(
             "foundation_model_info", "The loaded model (1 = loaded)", ["version"], registry=self.registry

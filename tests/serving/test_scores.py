@@ -5,6 +5,7 @@ the scorer from a live store, on a real tiny model."""
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -146,3 +147,58 @@ def test_score_endpoint(world):
     outcome_missing = client.post("/v1/score", params={"commit": "true"},
                                   json={k: v for k, v in new.items() if k != "event_type"})
     assert outcome_missing.status_code == 422
+
+
+def served_scorer(tmp):
+    return Scorer.from_pretrained(tmp / "run", finetune_run=tmp / "finetune", heads={
+        "fraud": {"head": "mlp", "output": "fraud_probability"}, "authorization": {"output": "approval_probability"}})
+
+
+def test_score_many_equals_one_by_one(world):
+    """One forward pass for N attempts (mlp + gbdt with surprise and raw fields) == N single scores."""
+    tmp, raw, rows, expected, store = world
+    scorer = served_scorer(tmp)
+    parser = EventParser(scorer.schema)
+    attempts = [parser.parse_attempt(attempt(raw, row), commit=False) for row in rows[:24]]
+    batched = scorer.score_many(attempts, store)
+    for k, (one, result) in enumerate(zip(attempts, batched)):
+        single = scorer.score(one, store)
+        assert result.keys() == single.keys() and result["has_history"] == single["has_history"]
+        for key in ("fraud_probability", "approval_probability"):
+            assert result[key] == pytest.approx(single[key], rel=1e-5, abs=1e-7)
+        assert result["fraud_probability"] == pytest.approx(expected["mlp"][k], rel=1e-4, abs=1e-6)
+
+
+def test_concurrent_requests_are_micro_batched(world):
+    """N concurrent /v1/score requests: the same scores as N sequential ones, in fewer forward passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp, raw, rows, expected, store = world
+    scorer = served_scorer(tmp)
+    app = create_app(EventParser(scorer.schema), store, scorer, ServiceSettings(warm_on_ingest=False,
+                                                                                batch_max_size=64))
+    batcher, n = app.state.batcher, 12
+    score_many = scorer.score_many
+
+    def first_waits(attempts, *args, **kwargs):
+        if batcher.batches == 1:  # hold the first pass until the other requests are queued behind it
+            deadline = time.monotonic() + 20
+            while batcher._queue.qsize() < n - 1 and time.monotonic() < deadline:
+                time.sleep(0.002)
+        return score_many(attempts, *args, **kwargs)
+
+    scorer.score_many = first_waits
+    client = TestClient(app)  # no lifespan: the module's store stays open
+    bodies = [attempt(raw, row) for row in rows[:n]]
+    with ThreadPoolExecutor(n) as pool:
+        concurrent = list(pool.map(lambda body: client.post("/v1/score", json=body).json(), bodies))
+    assert batcher.items == n and batcher.batches < n and batcher.largest > 1
+    sequential = [client.post("/v1/score", json=body).json() for body in bodies]
+    for k, (a, b) in enumerate(zip(concurrent, sequential)):
+        assert a["event_id"] == b["event_id"] == str(raw["event_id"][int(rows[k])])
+        for key in ("fraud_probability", "approval_probability"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7)
+    metrics = client.get("/metrics").text
+    assert f"foundation_score_batch_size_count {float(batcher.batches)}" in metrics
+    assert f"foundation_score_batch_size_sum {float(2 * n)}" in metrics
+    batcher.stop()

@@ -1,0 +1,111 @@
+"""Micro-batching: concurrent score requests share one forward pass.
+
+Requests enter a bounded queue (full: 503, retry); one worker thread takes the first waiting request plus
+every request already queued, up to `max_size`, and scores them together (`Scorer.score_many`: one event
+encoder pass, one call per head). While a batch runs, the next one fills, so the batch grows with the number
+of clients and throughput with it.
+
+Waiting for company costs latency, so the worker waits (at most `max_wait_s`, about a millisecond) only when
+the previous batch held more than one request: a lone client is never delayed, concurrent clients get fuller
+batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from foundation.serving.schemas import RequestError
+
+logger = logging.getLogger(__name__)
+
+
+class MicroBatcher:
+    """A bounded queue and one worker running `run` over batches of queued items.
+
+    Args:
+        run: items -> one result per item (a result may be an exception instance: it is raised to its caller).
+        max_size: most items per batch.
+        max_wait_s: longest wait for more items after the first (only under concurrent load, see above).
+        queue_size: items waiting at most; `submit` beyond it answers 503.
+        on_batch: optional callback(batch size) (metrics).
+    """
+
+    def __init__(self, run: Callable[[Sequence[Any]], Sequence[Any]], max_size: int = 64, max_wait_s: float = 0.001,
+                 queue_size: int = 1024, on_batch: Callable[[int], None] | None = None):
+        if max_size < 1 or queue_size < 1 or max_wait_s < 0:
+            raise ValueError(f"micro-batching needs max_size >= 1, queue_size >= 1, max_wait >= 0; got {max_size}, "
+                             f"{queue_size}, {max_wait_s}")
+        self.run, self.max_size, self.max_wait_s, self.on_batch = run, max_size, max_wait_s, on_batch
+        self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue(maxsize=queue_size)
+        self.batches = self.items = self.largest = 0  # counters (tests, /metrics)
+        self._last_size = 1
+        self._thread = threading.Thread(target=self._loop, name="score-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> Future:
+        """Queue one item; the future resolves to its result.
+
+        Raises:
+            RequestError 503: the queue is full.
+        """
+        future: Future = Future()
+        try:
+            self._queue.put_nowait((item, future))
+        except queue.Full:
+            raise RequestError(503, f"scoring queue full ({self._queue.maxsize} waiting requests); retry") from None
+        return future
+
+    def _take(self) -> tuple[list[tuple[Any, Future]], bool]:
+        """The next batch (blocks for its first item) and whether the batcher was stopped."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + (self.max_wait_s if self._last_size > 1 else 0.0)
+        while len(batch) < self.max_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _loop(self) -> None:
+        stopped = False
+        while not stopped:
+            batch, stopped = self._take()
+            if batch:
+                self._process(batch)
+
+    def _process(self, batch: list[tuple[Any, Future]]) -> None:
+        self._last_size = len(batch)
+        self.batches += 1
+        self.items += len(batch)
+        self.largest = max(self.largest, len(batch))
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
+        try:
+            results = list(self.run([item for item, _ in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+        except Exception as err:  # noqa: BLE001 - every waiting caller gets the error, the worker lives on
+            results = [err] * len(batch)
+        for (_, future), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the queued items, then end the worker."""
+        self._queue.put(None)
+        self._thread.join(timeout=timeout)
