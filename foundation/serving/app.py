@@ -207,7 +207,7 @@ def create_app(
     """
     settings = settings or ServiceSettings()
     parser = replace(parser, min_event_ms=settings.min_event_ms, max_future_skew_ms=settings.max_future_skew_ms)
-    svc = Service(parser, store, scorer, settings, ServiceMetrics(store.stats, getattr(scorer, "model_version", None)))
+    svc = Service(parser, store, scorer, settings, ServiceMetrics(store.stats, scorer))
     if scorer is not None and settings.warm_on_ingest:
         from foundation.serving.engine import StateWarmer
 

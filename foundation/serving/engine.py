@@ -36,6 +36,7 @@ from foundation.pointintime import (
 )
 from foundation.serving.incremental import supports
 from foundation.serving.live import LiveStates
+from foundation.serving.profile import ScoreProfile
 from foundation.serving.schemas import RequestError
 from foundation.serving.state import EntityHistory, EventRecord, StateStore
 
@@ -260,21 +261,27 @@ class StateEngine:
 
     @torch.inference_mode()
     def event_features_many(self, records: Sequence[EventRecord], states: Sequence[EntityState],
-                            with_surprise: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                            with_surprise: bool, profile: ScoreProfile | None = None
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
         """`event_features` of N attempts in one tokenizer call and one model pass (micro-batching).
 
+        Args:
+            profile: optional ScoreProfile timed into (tokenization: features; passes: model).
         Returns:
             (N, H) event vectors, (N, S) surprise or None.
         """
-        batch = self._events_batch(records, [state.last_time for state in states])
-        vectors = event_vectors(self.model, batch, self.field_specs)[:, 0].float().numpy()  # (N, H)
-        if not with_surprise:
-            return vectors, None
-        if self.surprise is None:
-            raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
-        hidden = torch.as_tensor(np.stack([np.asarray(s.hidden, np.float32) for s in states]))  # (N, H)
-        has_history = torch.tensor([s.has_history for s in states])
-        return vectors, self.surprise(hidden, batch, has_history).numpy()
+        profile = profile or ScoreProfile()
+        with profile.stage("features"):
+            batch = self._events_batch(records, [state.last_time for state in states])
+        with profile.stage("model"):
+            vectors = event_vectors(self.model, batch, self.field_specs)[:, 0].float().numpy()  # (N, H)
+            if not with_surprise:
+                return vectors, None
+            if self.surprise is None:
+                raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
+            hidden = torch.as_tensor(np.stack([np.asarray(s.hidden, np.float32) for s in states]))  # (N, H)
+            has_history = torch.tensor([s.has_history for s in states])
+            return vectors, self.surprise(hidden, batch, has_history).numpy()
 
 
 class StateWarmer:

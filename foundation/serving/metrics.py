@@ -10,6 +10,7 @@ so entity ids cannot blow up the label cardinality.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import (
@@ -20,7 +21,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
@@ -54,15 +55,42 @@ class _StateCollector(Collector):
         )
 
 
+class _ScorerCollector(Collector):
+    """The scorer's stage profile (foundation.serving.profile) and its live-state counters, read at scrape time."""
+
+    def __init__(self, scorer: Any):
+        self._scorer = scorer
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        seconds, requests = self._scorer.profile.snapshot()
+        stages = CounterMetricFamily("foundation_score_stage_seconds", "Server-side seconds of scoring by stage "
+                                     "(features, model, head)", labels=["stage"])
+        for stage, value in seconds.items():
+            stages.add_metric([stage], value)
+        yield stages
+        yield CounterMetricFamily("foundation_score_profiled_requests", "Score requests the stage seconds cover",
+                                  value=requests)
+        engines = [engine.live for engine in self._scorer.engines.values() if engine.live is not None]
+        steps = CounterMetricFamily("foundation_live_state_updates", "Live-state updates by kind (step: one "
+                                    "recurrent step per event; window: a window pass)", labels=["kind"])
+        steps.add_metric(["step"], sum(live.steps for live in engines))
+        steps.add_metric(["window"], sum(live.prefills for live in engines))
+        yield steps
+        yield GaugeMetricFamily("foundation_live_state_entities", "Entities with a live state in memory",
+                                value=sum(len(live) for live in engines))
+
+
 class ServiceMetrics:
     """The service's counters, histograms and gauges.
 
     Args:
         stats: callable returning the store's current sizes (exported as gauges at scrape time).
-        model_version: exported as the `version` label of `foundation_model_info`.
+        scorer: the Scorer (its model_version labels `foundation_model_info`; its profile and live states are
+            exported), or None (ingest-only).
     """
 
-    def __init__(self, stats: Callable[[], StoreStats], model_version: str | None):
+    def __init__(self, stats: Callable[[], StoreStats], scorer: Any = None):
+        model_version = getattr(scorer, "model_version", None)
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter(
             "foundation_events", "Events received on /v1/events by result (applied, duplicate)",
@@ -81,6 +109,8 @@ class ServiceMetrics:
         )
         self.model_info.labels(version=model_version or "none").set(1 if model_version else 0)
         self.registry.register(_StateCollector(stats))
+        if scorer is not None:
+            self.registry.register(_ScorerCollector(scorer))
 
     def instrument(self, app: FastAPI) -> None:
         """Count and time every HTTP request of `app` into this registry: `foundation_http_requests_total`

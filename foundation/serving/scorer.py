@@ -32,6 +32,7 @@ from foundation.pointintime import (
     task_features,
 )
 from foundation.serving.engine import EntityState, Ref, StateEngine
+from foundation.serving.profile import ScoreProfile
 from foundation.serving.schemas import Attempt, EventParser, RequestError
 from foundation.serving.state import EventRecord, StateStore
 
@@ -93,6 +94,7 @@ class Scorer:
         self.heads = list(heads)
         self.model_version = model_version
         self.event_entity = self.engine.event_entity
+        self.profile = ScoreProfile()  # seconds per stage of score_many (/metrics, the load test's profile table)
         for head in self.heads:
             self._check(head)
 
@@ -183,8 +185,20 @@ class Scorer:
         if not self.heads:
             raise RequestError(503, "no task heads loaded (set finetune_run or heads.<task>.run): only "
                                     "embeddings are served")
-        results: list[dict[str, Any] | RequestError | None] = [None] * len(attempts)
-        states = [{} for _ in attempts]  # attempt -> engine key -> entity type -> EntityState
+        self.profile.count(len(attempts))
+        with self.profile.stage("features"):
+            states, results = self._states(attempts, store, on_cache)
+        ok = [i for i, r in enumerate(results) if r is None]
+        if ok:
+            for i, probabilities in zip(ok, self._probabilities([attempts[i] for i in ok], [states[i] for i in ok])):
+                results[i] = self._response(attempts[i], probabilities, states[i][self.heads[0].engine])
+        return results  # type: ignore[return-value]
+
+    def _states(self, attempts: Sequence[Attempt], store: StateStore, on_cache: Any
+                ) -> tuple[list[dict[str, dict[str, EntityState]]], list[RequestError | None]]:
+        """Each attempt's entity states per engine (engine key -> entity type -> state), or its RequestError."""
+        results: list[RequestError | None] = [None] * len(attempts)
+        states: list[dict[str, dict[str, EntityState]]] = [{} for _ in attempts]
         for key in dict.fromkeys(h.engine for h in self.heads):
             types = list(dict.fromkeys([self.event_entity] + [e for h in self.heads if h.engine == key
                                                                for e in h.entities]))
@@ -201,11 +215,7 @@ class Scorer:
                     results[i] = err
                     continue
                 states[i][key] = dict(zip(types, found))
-        ok = [i for i, r in enumerate(results) if r is None]
-        if ok:
-            for i, probabilities in zip(ok, self._probabilities([attempts[i] for i in ok], [states[i] for i in ok])):
-                results[i] = self._response(attempts[i], probabilities, states[i][self.heads[0].engine])
-        return results  # type: ignore[return-value]
+        return states, results
 
     def _probabilities(self, attempts: Sequence[Attempt], states: Sequence[dict[str, dict[str, EntityState]]]
                        ) -> list[dict[str, float]]:
@@ -215,21 +225,23 @@ class Scorer:
         for key in dict.fromkeys(h.engine for h in self.heads):
             surprise = any(h.surprise for h in self.heads if h.engine == key)
             features[key] = self.engines[key].event_features_many(
-                records, [s[key][self.event_entity] for s in states], surprise)
+                records, [s[key][self.event_entity] for s in states], surprise, self.profile)
         raw: dict[int, np.ndarray] = {}
         out: list[dict[str, float]] = [{} for _ in attempts]
         for head in self.heads:
             vectors, surprise = features[head.engine]
-            x = np.stack([task_features([s[head.engine][e].hidden for e in head.entities],
-                                        [s[head.engine][e].has_history for e in head.entities], vectors[r],
-                                        surprise[r] if head.surprise else None)
-                          for r, s in enumerate(states)])  # (N, D)
-            if head.raw is not None:
-                if id(head.raw) not in raw:
-                    table = canonical_rows([r.payload for r in records], self.engine.canonical)
-                    raw[id(head.raw)] = head.raw.features(table, self.schema)  # (N, R)
-                x = np.concatenate([x, raw[id(head.raw)]], axis=1)
-            probabilities = np.asarray(head.model.predict_proba(x)).reshape(-1)
+            with self.profile.stage("features"):
+                x = np.stack([task_features([s[head.engine][e].hidden for e in head.entities],
+                                            [s[head.engine][e].has_history for e in head.entities], vectors[r],
+                                            surprise[r] if head.surprise else None)
+                              for r, s in enumerate(states)])  # (N, D)
+                if head.raw is not None:
+                    if id(head.raw) not in raw:
+                        table = canonical_rows([r.payload for r in records], self.engine.canonical)
+                        raw[id(head.raw)] = head.raw.features(table, self.schema)  # (N, R)
+                    x = np.concatenate([x, raw[id(head.raw)]], axis=1)
+            with self.profile.stage("head"):
+                probabilities = np.asarray(head.model.predict_proba(x)).reshape(-1)
             for r in range(len(attempts)):
                 out[r][head.output] = float(probabilities[r])
         return out

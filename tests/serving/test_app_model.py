@@ -59,6 +59,9 @@ def test_ingest_warms_the_cache(service):
     assert body["last_event_time"] == last["ts"]
     metrics = client.get("/metrics").text
     assert 'foundation_scorer_cache_total{result="hit"}' in metrics
+    live = scorer.engine.live
+    assert live.steps + live.prefills > 0 and len(live) > 0  # the warmer advanced the live states
+    assert f'foundation_live_state_updates_total{{kind="step"}} {float(live.steps)}' in metrics
     assert f'foundation_model_info{{version="{scorer.model_version}"}} 1.0' in metrics
 
 

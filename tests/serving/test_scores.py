@@ -201,4 +201,9 @@ def test_concurrent_requests_are_micro_batched(world):
     metrics = client.get("/metrics").text
     assert f"foundation_score_batch_size_count {float(batcher.batches)}" in metrics
     assert f"foundation_score_batch_size_sum {float(2 * n)}" in metrics
+    # the stage profile covers every scored request, and each stage took some time
+    assert f"foundation_score_profiled_requests_total {float(2 * n)}" in metrics
+    seconds, requests = scorer.profile.snapshot()
+    assert requests == 2 * n and all(seconds[stage] > 0 for stage in ("features", "model", "head"))
+    assert 'foundation_score_stage_seconds_total{stage="model"}' in metrics
     batcher.stop()
