@@ -1,6 +1,7 @@
 """Serving benchmark: the real service (`scripts/serve.py`) in a subprocess on a free loopback port, loaded with
-the histories of the busiest customers, then /v1/score latency at 1 and 16 clients and /v1/events throughput,
-measured by `foundation.serving.loadtest`. Every phase is bounded in requests and seconds; the service is
+the histories of the busiest customers, then /v1/score latency (p50/p99/p99.9) and throughput at each client count
+of `serving.clients`, with the share of a request spent in HTTP, feature building, model and head (the service's
+own profile, see foundation.serving.profile), and /v1/events throughput, measured by `foundation.serving.loadtest`. Every phase is bounded in requests and seconds; the service is
 stopped by its PID (SIGTERM, then SIGKILL after a grace period) whatever happens.
 """
 
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from foundation.data.events import open_dataset
 from foundation.data.schema import DataSchema
-from foundation.serving.loadtest import attempts_from_file, measure_ingest, measure_scores
+from foundation.serving.loadtest import attempts_from_file, measure_ingest, measure_scores, profile_table
 from foundation.serving.replay import replay
 
 log = logging.getLogger(__name__)
@@ -169,10 +170,13 @@ def bench_serving(checkpoint: Path, finetune_run: Path, root: Path, scfg: Mappin
             out["settle_s"] = round(wait_until_quiet(pid, max_s), 1)
             attempts = attempts_from_file(schema, history["path"], int(scfg["attempts"]))
             measure_scores(url, attempts, 1, min(len(attempts), int(scfg["warmup"])), max_s)  # fills caches
-            out["score"] = []
+            out["score"], reports = [], []
             for clients in scfg["clients"]:
                 report = measure_scores(url, attempts, int(clients), int(scfg["requests"]), max_s)
+                reports.append(report)
                 out["score"].append({k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(report).items()})
+            out["score_table"] = profile_table(reports)  # markdown: percentiles, req/s, share per stage
+            log.info("serving profile:\n%s", out["score_table"])
             out["ingest"] = []
             for batch in scfg["ingest_batches"]:
                 settle = wait_until_quiet(pid, max_s)  # the warmer of the previous phase has caught up

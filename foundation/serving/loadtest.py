@@ -3,8 +3,10 @@
     python scripts/loadtest.py loadtest.requests=500     (Hydra, conf/serve.yaml)
 
 - Scoring: charge attempts built from the events file (outcome fields and event ids removed, so nothing is
-  committed; time set to now, so they follow every ingested event: the live case), sent by 1 and by 16
-  concurrent clients; client-side p50 / p99 / mean latency and requests/s.
+  committed; time set to now, so they follow every ingested event: the live case), sent by 1, 4 and 16
+  concurrent clients; client-side p50 / p99 / p99.9 / mean latency and requests/s, and where the mean goes
+  (a profile from the service's /metrics scraped before and after the phase: feature building, model passes,
+  heads; the rest of the client's latency is HTTP, JSON and the micro-batch queue).
 - Ingestion: batches of events whose event and entity ids get a unique `loadtest-<run>-` prefix, so they
   form new entities and never touch the history of real ones (they do add rows to the state: point the
   service at a scratch state). Reports sustained events/s.
@@ -40,6 +42,52 @@ class LatencyReport:
     p99_ms: float
     mean_ms: float
     requests_per_second: float
+    p999_ms: float = float("nan")
+    profile_ms: dict[str, float] | None = None  # mean ms per request: http, features, model, head (None: no
+    # profile in the service's /metrics)
+
+
+def score_profile(client: httpx.Client) -> tuple[dict[str, float], float] | None:
+    """The service's cumulative scoring seconds per stage and requests scored (foundation.serving.profile)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    if response.status_code != 200:
+        return None
+    seconds: dict[str, float] = {}
+    requests = None
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "foundation_score_stage_seconds_total":
+                seconds[sample.labels["stage"]] = sample.value
+            elif sample.name == "foundation_score_profiled_requests_total":
+                requests = sample.value
+    return (seconds, requests) if seconds and requests is not None else None
+
+
+def profile_ms(before: tuple[dict[str, float], float] | None, after: tuple[dict[str, float], float] | None,
+               mean_ms: float) -> dict[str, float] | None:
+    """Mean ms per request in each stage between two `score_profile` scrapes; `http` is the rest of the
+    client's mean latency (HTTP, JSON, queueing)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    n = after[1] - before[1]
+    stages = {stage: 1000.0 * (after[0][stage] - before[0].get(stage, 0.0)) / n for stage in after[0]}
+    return {"http": max(mean_ms - sum(stages.values()), 0.0), **stages}
+
+
+def profile_table(reports: list[LatencyReport]) -> str:
+    """Markdown: latency percentiles, throughput, and the share of a request in each stage, per client count."""
+    lines = ["| clients | p50 ms | p99 ms | p99.9 ms | req/s | HTTP+queue | features | model | head |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        shares = ["n/a"] * 4
+        if r.profile_ms:
+            total = sum(r.profile_ms.values()) or 1.0
+            shares = [f"{100 * r.profile_ms.get(k, 0.0) / total:.0f}%" for k in ("http", "features", "model", "head")]
+        lines.append(f"| {r.clients} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | "
+                     f"{r.requests_per_second:.0f} | " + " | ".join(shares) + " |")
+    return "\n".join(lines)
 
 
 def attempts_from_file(schema: DataSchema, path: str | None, n: int, at_ms: int | None = None) -> list[dict[str, Any]]:
@@ -90,6 +138,8 @@ def measure_scores(url: str, attempts: list[dict[str, Any]], clients: int, reque
         with lock:
             latencies.extend(own)
 
+    with httpx.Client(base_url=base, headers=auth_headers(token), timeout=30.0) as probe:
+        before = score_profile(probe)
     start = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
@@ -100,8 +150,11 @@ def measure_scores(url: str, attempts: list[dict[str, Any]], clients: int, reque
     ms = np.asarray(latencies) * 1000.0
     if ms.size == 0:
         return LatencyReport(clients, 0, errors[0], float("nan"), float("nan"), float("nan"), 0.0)
+    with httpx.Client(base_url=base, headers=auth_headers(token), timeout=30.0) as probe:
+        profile = profile_ms(before, score_profile(probe), float(ms.mean()))
     return LatencyReport(clients, int(ms.size), errors[0], float(np.percentile(ms, 50)),
-                         float(np.percentile(ms, 99)), float(ms.mean()), ms.size / wall)
+                         float(np.percentile(ms, 99)), float(ms.mean()), ms.size / wall,
+                         float(np.percentile(ms, 99.9)), profile)
 
 
 def measure_ingest(url: str, schema: DataSchema, path: str | None, n_events: int, batch_size: int,
@@ -143,8 +196,10 @@ def run_loadtest(cfg: Any) -> dict[str, Any]:
         result = measure_scores(url, attempts, int(clients), int(lt.requests), float(lt.max_seconds))
         report["score"].append(asdict(result))
         print(f"/v1/score  clients={clients:>2}  n={result.requests}  errors={result.errors}  "
-              f"p50={result.p50_ms:.2f} ms  p99={result.p99_ms:.2f} ms  mean={result.mean_ms:.2f} ms  "
-              f"{result.requests_per_second:.0f} req/s", flush=True)
+              f"p50={result.p50_ms:.2f} ms  p99={result.p99_ms:.2f} ms  p99.9={result.p999_ms:.2f} ms  "
+              f"mean={result.mean_ms:.2f} ms  {result.requests_per_second:.0f} req/s", flush=True)
+    if report["score"]:
+        print(profile_table([LatencyReport(**r) for r in report["score"]]), flush=True)
     if lt.ingest_events:
         ingest = measure_ingest(url, schema, lt.get("path"), int(lt.ingest_events), int(lt.batch_size),
                                 float(lt.max_seconds))

@@ -207,3 +207,37 @@ def test_concurrent_requests_are_micro_batched(world):
     assert requests == 2 * n and all(seconds[stage] > 0 for stage in ("features", "model", "head"))
     assert 'foundation_score_stage_seconds_total{stage="model"}' in metrics
     batcher.stop()
+
+
+def test_load_test_reports_percentiles_and_the_profile(world):
+    """The load test's score phase against a real uvicorn server: p99.9 and the stage profile per request."""
+    import threading
+
+    import uvicorn
+
+    from foundation.serving.loadtest import measure_scores, profile_table
+    from tests.serving.conftest import free_port
+
+    tmp, raw, rows, expected, store = world
+    scorer = served_scorer(tmp)
+    app = create_app(EventParser(scorer.schema), store, scorer, ServiceSettings(warm_on_ingest=False))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        report = measure_scores(f"http://127.0.0.1:{port}", [attempt(raw, row) for row in rows[:10]], clients=4,
+                                requests=20, max_seconds=60)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.batcher.stop()
+    assert report.requests == 20 and report.errors == 0
+    assert report.p50_ms <= report.p99_ms <= report.p999_ms
+    assert set(report.profile_ms) == {"http", "features", "model", "head"}
+    assert sum(report.profile_ms.values()) == pytest.approx(report.mean_ms, rel=1e-6)
+    table = profile_table([report]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| 4 |") and table[2].endswith("% |")
