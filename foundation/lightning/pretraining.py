@@ -83,6 +83,8 @@ class PretrainingModule(pl.LightningModule):
             with one warning when compiling fails (`CompiledOrEager`). Compiled on the first step, not here.
     """
 
+    _compiled: CompiledOrEager | None = None  # built in `setup` when compile is on; not a submodule
+
     def __init__(
         self, model_config: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], seed: int = 0,
         compile: bool = False,
@@ -90,7 +92,6 @@ class PretrainingModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = FoundationForPretraining(FoundationConfig.from_dict(model_config))
-        self._compiled: CompiledOrEager | None = None  # built in `setup`; not a submodule
 
     @property
     def config(self) -> FoundationConfig:
