@@ -152,12 +152,39 @@ class StateEngine:
             self.cache_misses += len(todo)
         if on_cache is not None:
             on_cache(len(refs) - len(todo), len(todo))
+        if todo and self.live is not None:
+            todo = self._advance_live(refs, todo, store, time, event_id, states)
         if todo:
             for k, history in zip(todo, store.histories([refs[k] for k in todo])):
                 entry = self._compute(history, self.cut(history.entity_type, time, event_id))
                 states[k] = entry.state
                 self._remember((history.entity_type, history.entity_id), entry)
         return states  # type: ignore[return-value]
+
+    def _advance_live(self, refs: Sequence[Ref], todo: list[int], store: StateStore, time: int | None,
+                      event_id: str | None, states: list[EntityState | None]) -> list[int]:
+        """Fill `states[k]` of the missed raw-event entities whose live state advances by their new events (read
+        as tails of the store: only the events after the cached key) and serves the cut-off; returns the rest
+        (no live state yet, a window pass needed, or a cut-off before the newest event)."""
+        candidates = [(k, live) for k in todo if refs[k][0] not in self.aggregate_specs
+                      for live in [self.live.get(refs[k])] if live is not None]
+        if not candidates:
+            return todo
+        tails = store.tails([refs[k] for k, _ in candidates], [live.key for _, live in candidates])
+        usable = []
+        for (k, live), tail in zip(candidates, tails):
+            newest = (tail.events[-1]["event_time"], tail.events[-1]["event_id"]) if tail.events else live.key
+            cut = self.cut(refs[k][0], time, event_id)
+            if cut is None or newest < cut:
+                usable.append((k, tail))
+        done = set()
+        for (k, tail), new in zip(usable, self.live.advance_many([tail for _, tail in usable])):
+            if new is None:
+                continue
+            states[k] = EntityState(tail.entity_type, tail.entity_id, new.hidden, True, new.index, new.key[0])
+            self._remember(refs[k], _Cached(tail.version, new.key, None, states[k]))
+            done.add(k)
+        return [k for k in todo if k not in done]
 
     def _remember(self, ref: Ref, entry: _Cached) -> None:
         with self._lock:

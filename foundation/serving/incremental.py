@@ -16,12 +16,13 @@ it up to float reassociation (tests/serving/test_incremental.py holds them to 1e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from foundation.model.encoder import MS_PER_MINUTE, alibi_slopes, time_alibi_bias
 
@@ -76,16 +77,17 @@ class IncrementalEncoder:
             raise ValueError(f"no incremental state for encoder_type {model.config.encoder_type!r}")
         self.kind = model.config.encoder_type if model.config.encoder_type in KINDS else "step"
 
-    def embed(self, batch: Mapping[str, torch.Tensor], offset: int) -> torch.Tensor:
-        """(1, T, H) event embeddings of a one-row batch whose first event sits at `offset` in its window
-        (only learned index positions depend on it)."""
+    def embed(self, batch: Mapping[str, torch.Tensor], offsets: int | torch.Tensor = 0) -> torch.Tensor:
+        """(B, T, H) event embeddings of a batch whose row b starts at position offsets[b] of its window (only
+        learned index positions depend on it; an int: every row)."""
         emb = self.model.embeddings
-        if emb.position is None or offset == 0:
+        if emb.position is None or (isinstance(offsets, int) and offsets == 0):
             return emb(batch)
         mask = batch["attention_mask"].bool()
         x = emb.content(batch) + emb.time(batch, mask) + emb.entity_type(batch["entity_type"]).unsqueeze(1)
-        positions = torch.arange(offset, offset + mask.shape[1], device=x.device)
-        return emb.dropout(emb.layer_norm(x + emb.position(positions)))  # (1, T, H)
+        start = torch.as_tensor(offsets, device=x.device).reshape(-1, 1)  # (B or 1, 1)
+        positions = (start + torch.arange(mask.shape[1], device=x.device)).clamp(max=emb.position.num_embeddings - 1)
+        return emb.dropout(emb.layer_norm(x + emb.position(positions)))  # (B, T, H)
 
     @torch.inference_mode()
     def prefill(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Carry]:
@@ -117,19 +119,57 @@ class IncrementalEncoder:
 
     @torch.inference_mode()
     def step(self, batch: Mapping[str, torch.Tensor], offset: int, carry: Carry) -> tuple[torch.Tensor, Carry]:
-        """Advance by one event (a B = T = 1 batch) at position `offset` of the carry's window.
+        """Advance one entity by the events of a one-row batch, the first at position `offset` of the carry's
+        window.
 
         Returns:
-            (H,) state after the event, the new carry (the old one is left unchanged).
+            (H,) state after the last event, the new carry (the old one is left unchanged).
         """
-        x = self.embed(batch, offset)  # (1, 1, H)
+        hidden, carries = self.advance(batch, torch.tensor([offset]), [carry])
+        return hidden[0], carries[0]
+
+    @torch.inference_mode()
+    def advance(self, batch: Mapping[str, torch.Tensor], offsets: torch.Tensor, carries: Sequence[Carry]
+                ) -> tuple[list[torch.Tensor], list[Carry]]:
+        """Advance B entities at once by the new events of each (a right-padded (B, T) batch, `lengths` events
+        in row b, the first at position offsets[b] of that entity's window).
+
+        Returns:
+            per entity the (H,) state after its last new event and its new carry (old carries unchanged).
+        """
+        x = self.embed(batch, offsets)  # (B, T, H)
+        lengths = batch["attention_mask"].sum(1).tolist()
         if self.kind == "gru":
-            output, h_n = self.encoder.gru(x, carry)
-            return self.encoder.final_norm(output[0, -1]), h_n
+            # Packed: each row's h_n is taken after its own last event, whatever the padding.
+            packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), batch_first=True,
+                                                       enforce_sorted=False)
+            output, h_n = self.encoder.gru(packed, torch.cat(list(carries), dim=1))  # h_n (L, B, H)
+            output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)  # (B, T, H)
+            last = output[torch.arange(len(lengths)), torch.tensor(lengths) - 1]  # (B, H)
+            hidden = self.encoder.final_norm(last)
+            return list(hidden), [h_n[:, b:b + 1].clone() for b in range(len(lengths))]
         if self.kind == "step":
-            state, hidden = self.encoder.step(carry, x[:, 0])
-            return hidden[0], state
-        time = batch["event_time"][0].to(torch.int64)  # (1,)
+            state, hidden = torch.cat(list(carries)), [None] * len(lengths)
+            for t in range(max(lengths)):
+                active = torch.tensor([n > t for n in lengths])
+                new_state, out = self.encoder.step(state[active], x[active, t])
+                state = state.clone()
+                state[active] = new_state
+                for row, b in enumerate(active.nonzero().flatten().tolist()):
+                    hidden[b] = out[row]
+            return hidden, [state[b:b + 1] for b in range(len(lengths))]
+        times = batch["event_time"].to(torch.int64)  # (B, T)
+        hidden, out = [], []
+        for b, carry in enumerate(carries):
+            for t in range(lengths[b]):
+                state, carry = self._attend_new(x[b:b + 1, t:t + 1], times[b, t:t + 1], carry)
+            hidden.append(state)
+            out.append(carry)
+        return hidden, out
+
+    def _attend_new(self, x: torch.Tensor, time: torch.Tensor, carry: TransformerCarry
+                    ) -> tuple[torch.Tensor, TransformerCarry]:
+        """One transformer step: x (1, 1, H) the new event's embedding, time (1,) its epoch ms."""
         times = torch.cat([carry.times, time])  # (T + 1,)
         bias = None
         if self.encoder.time_alibi:

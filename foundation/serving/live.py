@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import torch
 
-from foundation.pointintime import event_batch, event_rows, window_batch, window_start
+from foundation.data.collate import ArrowRows, assemble, batch_columns
+from foundation.pointintime import event_rows, window_batch, window_start
 from foundation.serving.incremental import Carry, IncrementalEncoder
 from foundation.serving.schemas import RequestError
 from foundation.serving.state import EntityHistory
@@ -89,13 +92,12 @@ class LiveStates:
         Raises:
             RequestError 409: the window of the newest event was evicted (state.max_events too small).
         """
-        ref = (history.entity_type, history.entity_id)
-        previous = self.get(ref)
-        if previous is not None and previous.version == history.version:
-            return previous
-        new = self._advance(history, previous) if previous is not None else None
+        new = self.advance_many([history])[0]
         if new is None:
-            new = self._prefill(history)
+            new = self._remember(self._prefill(history), (history.entity_type, history.entity_id))
+        return new
+
+    def _remember(self, new: LiveState, ref: Ref) -> LiveState:
         with self._lock:
             current = self._states.get(ref)
             if current is None or current.version <= new.version:
@@ -105,28 +107,57 @@ class LiveStates:
                 self._states.popitem(last=False)
         return new
 
-    def _advance(self, history: EntityHistory, previous: LiveState) -> LiveState | None:
-        """One step per event applied after `previous`, or None when a window pass is needed."""
-        events = history.events
-        n_new = sum(1 for e in events if (e["event_time"], e["event_id"]) > previous.key)
-        last = history.n_events - 1
-        if n_new == 0 or history.n_events - n_new != previous.index + 1:
-            return None  # a late event landed before the key (or the history changed otherwise)
-        if window_start(last, self.max_len) != previous.start:
-            return None  # a block boundary: the window start moves
-        # The predecessor of the first new event is the previous newest one: only its time matters (the gap).
-        rows = [{"event_id": "", "event_time": previous.key[0]}, *events[len(events) - n_new:]]
-        encoded = self.tokenizer.encode(event_rows(history.entity_type, history.entity_id, rows, self.canonical,
-                                                   self.fields))
-        carry, hidden = previous.carry, None
-        for j in range(1, n_new + 1):
-            index = previous.index + j
-            hidden, carry = self.encoder.step(event_batch(encoded, self.field_specs, j), index - previous.start,
-                                              carry)
-        self.steps += n_new
-        newest = events[-1]
-        return LiveState(history.version, last, previous.start, (newest["event_time"], newest["event_id"]),
-                         hidden.float().numpy().copy(), carry)
+    def advance_many(self, histories: Sequence[EntityHistory]) -> list[LiveState | None]:
+        """Advance the cached states of several entities by their new events: one tokenizer call and one
+        batched recurrent pass for all of them.
+
+        Args:
+            histories: per entity its retained events, or only those after its cached state's key (a tail,
+                `StateStore.tails`), with the store's n_events and version.
+        Returns:
+            per entity its new state (remembered), or None when it needs a window pass (no cached state, a
+            block boundary, a late event before the cached key).
+        """
+        out: list[LiveState | None] = [None] * len(histories)
+        todo: list[tuple[int, LiveState, list[dict[str, Any]]]] = []
+        for k, history in enumerate(histories):
+            previous = self.get((history.entity_type, history.entity_id))
+            if previous is None:
+                continue
+            if previous.version == history.version:
+                out[k] = previous
+                continue
+            new = [e for e in history.events if (e["event_time"], e["event_id"]) > previous.key]
+            last = history.n_events - 1
+            # every change must be the new events after the key (else a late event landed before it), and
+            # the window start must stay (else a block boundary)
+            if new and history.n_events - len(new) == previous.index + 1 and \
+                    window_start(last, self.max_len) == previous.start:
+                todo.append((k, previous, new))
+        if todo:
+            for (k, previous, new), (hidden, carry) in zip(todo, self._steps(histories, todo)):
+                history = histories[k]
+                state = LiveState(history.version, history.n_events - 1, previous.start,
+                                  (new[-1]["event_time"], new[-1]["event_id"]), hidden.float().numpy().copy(), carry)
+                out[k] = self._remember(state, (history.entity_type, history.entity_id))
+        return out
+
+    def _steps(self, histories: Sequence[EntityHistory], todo: Sequence[tuple[int, LiveState, list[dict[str, Any]]]]
+               ) -> list[tuple[Any, Carry]]:
+        """(state, carry) after the new events of each entity of `todo`."""
+        # Row r: the previous newest event (only its time matters: the first new event's gap), then the new ones.
+        tables = [event_rows(histories[k].entity_type, histories[k].entity_id,
+                             [{"event_id": "", "event_time": previous.key[0]}, *new], self.canonical, self.fields)
+                  for k, previous, new in todo]
+        encoded = self.tokenizer.encode(pa.concat_tables(tables).combine_chunks())
+        n = len(todo)
+        counts = np.array([len(new) for _, _, new in todo], np.int64)
+        batch = assemble(ArrowRows(encoded), batch_columns(self.field_specs), np.arange(n), np.ones(n, np.int64),
+                         counts, np.zeros(n, np.int64))
+        offsets = torch.tensor([previous.index + 1 - previous.start for _, previous, _ in todo])
+        hidden, carries = self.encoder.advance(batch, offsets, [previous.carry for _, previous, _ in todo])
+        self.steps += int(counts.sum())
+        return list(zip(hidden, carries))
 
     def _prefill(self, history: EntityHistory) -> LiveState:
         events = history.events

@@ -165,3 +165,35 @@ def test_state_size_per_entity(world):
     expected = {"gru": config.num_layers * config.hidden_size * 4, "transformer": window * per_event}
     assert carry_nbytes(carry) == expected[config.encoder_type]
     store.close()
+
+
+def test_many_entities_advance_in_one_pass_from_the_store_tails(world):
+    """One entity_states call over every entity, several new events each: the cached states advance together
+    (one tokenizer call, one batched recurrent pass), reading only the events after each cached key."""
+    tmp, raw, schema, sequences = world
+    scorer = Scorer.from_pretrained(tmp / "run")
+    reference = Scorer.from_pretrained(tmp / "run", incremental=False)
+    store = open_store(schema, tmp / "tails.sqlite", scorer.max_events)
+    records = sorted((r for b in shuffled_batches(raw, schema) for r in b), key=lambda r: r.sort_key())
+    refs = [(t, i) for t in ("customer", "merchant") for i in sequences[t]["entity_id"].to_pylist()]
+    store.apply(records[:150])
+    scorer.entity_states(refs, store)  # every entity gets a live state
+    reads = {"tails": 0, "histories": 0}
+    for name in reads:
+        method = getattr(store, name)
+
+        def counted(*args, _method=method, _name=name, **kwargs):
+            reads[_name] += len(args[0])
+            return _method(*args, **kwargs)
+
+        setattr(store, name, counted)
+    steps, prefills = scorer.engine.live.steps, scorer.engine.live.prefills
+    store.apply(records[150:162])  # in order: a few new events for most entities
+    live = scorer.entity_states(refs, store)
+    stepped = scorer.engine.live.steps - steps
+    window_passes = scorer.engine.live.prefills - prefills
+    assert stepped > len(refs) // 2 and stepped + window_passes <= 2 * 12  # each event joins two entities
+    assert reads["tails"] == len(refs)  # every entity read its tail ...
+    assert reads["histories"] == window_passes  # ... only window passes read the full history
+    assert_same(live, reference.entity_states(refs, store))
+    store.close()

@@ -157,3 +157,17 @@ def test_many_entities_in_one_batch(make_store):
         hist = store.history("customer", f"c{c}")
         assert hist.n_events == 4 and ids(hist) == [f"e{c}{m}" for m in (1, 2, 3)]
     assert store.stats().n_entities == 8
+
+
+def test_tails_are_the_events_after_a_key(make_store):
+    """`tails`: the retained events strictly after each (event_time, event_id) key, in order, with the whole
+    history's counts; equal to filtering `histories` (the base implementation)."""
+    store = make_store(max_events=6)
+    store.apply([make_event(f"e{i}", 10 * (i // 2), merchant=f"m{i % 2}") for i in range(9)])  # equal times too
+    refs = [("customer", "c1"), ("merchant", "m0"), ("merchant", "nobody")]
+    after = [(30, "e6"), (20, "e4"), (0, "")]
+    tails = store.tails(refs, after)
+    expected = StateStore.tails(store, refs, after)  # the default: histories filtered
+    assert [ids(t) for t in tails] == [ids(t) for t in expected] == [["e7", "e8"], ["e6", "e8"], []]
+    assert [(t.n_events, t.version) for t in tails] == [(9, 9), (5, 5), (0, 0)]
+    assert ids(store.tails([("customer", "c1")], [(30, "e5")])[0]) == ["e6", "e7", "e8"]  # same time, later id

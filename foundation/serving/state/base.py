@@ -155,6 +155,13 @@ class StateStore(abc.ABC):
     def history(self, entity_type: str, entity_id: str) -> EntityHistory:
         return self.histories([(entity_type, entity_id)])[0]
 
+    def tails(self, refs: Sequence[tuple[str, str]], after: Sequence[tuple[int, str]]) -> list[EntityHistory]:
+        """Like `histories`, but `events` holds only the retained events after each (event_time, event_id) key
+        (n_events and version as in `histories`): what advancing a cached state needs. Backends override it to
+        read less; this default filters `histories`."""
+        return [EntityHistory(h.entity_type, h.entity_id, [e for e in h.events if (e["event_time"], e["event_id"]) > key],
+                              h.n_events, h.version) for h, key in zip(self.histories(refs), after)]
+
 
 def dedupe_batch(events: Sequence[EventRecord]) -> tuple[list[int], list[bool]]:
     """Indices of the first occurrence of each event_id, and a per-event flag "first occurrence".

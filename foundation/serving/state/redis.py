@@ -118,11 +118,12 @@ end
 return result
 """
 
-# KEYS: per entity, zset then hash. Returns per entity {count, version, payloads in (event_time, event_id) order}.
+# KEYS: per entity, zset then hash; ARGV: per entity the lex lower bound of its members ('-': all, '(<sort key>':
+# after that event). Returns per entity {count, version, payloads in (event_time, event_id) order}.
 READ_LUA = """
 local out = {}
 for k = 1, #KEYS / 2 do
-  local members = redis.call('ZRANGE', KEYS[2 * k - 1], 0, -1)
+  local members = redis.call('ZRANGEBYLEX', KEYS[2 * k - 1], ARGV[k], '+')
   local count = redis.call('HGET', KEYS[2 * k], '#n') or '0'
   local version = redis.call('HGET', KEYS[2 * k], '#v') or '0'
   local payloads = {}
@@ -202,10 +203,16 @@ class RedisStateStore(base.StateStore):
         return [flag and ev.event_id in applied_now for ev, flag in zip(events, flags)]
 
     def histories(self, refs: Sequence[tuple[str, str]]) -> list[base.EntityHistory]:
+        return self._histories(refs, ["-"] * len(refs))
+
+    def tails(self, refs: Sequence[tuple[str, str]], after: Sequence[tuple[int, str]]) -> list[base.EntityHistory]:
+        return self._histories(refs, [f"({base.sort_key_string(int(t), str(i))}" for t, i in after])
+
+    def _histories(self, refs: Sequence[tuple[str, str]], lower: list[str]) -> list[base.EntityHistory]:
         if not refs:
             return []
         keys = [k for ref in refs for k in self._entity_keys(*ref)[:2]]
-        rows = self._read(keys=keys)
+        rows = self._read(keys=keys, args=lower)
         return [
             base.EntityHistory(etype, eid, [json.loads(p) for p in payloads], int(count), int(version))
             for (etype, eid), (count, version, payloads) in zip(refs, rows)

@@ -251,23 +251,33 @@ class SqliteStateStore(StateStore):
         ).rowcount
 
     def histories(self, refs: Sequence[tuple[str, str]]) -> list[EntityHistory]:
+        return self._read(refs, None)
+
+    def tails(self, refs: Sequence[tuple[str, str]], after: Sequence[tuple[int, str]]) -> list[EntityHistory]:
+        return self._read(refs, after)
+
+    def _read(self, refs: Sequence[tuple[str, str]], after: Sequence[tuple[int, str]] | None) -> list[EntityHistory]:
         conn = self._reader()
         out = []
         # One read transaction so the events and the count of an entity come from the same snapshot.
         conn.execute("BEGIN")
         try:
-            for etype, eid in refs:
+            for k, (etype, eid) in enumerate(refs):
                 row = conn.execute(
                     "SELECT n_events, version FROM entities WHERE entity_type = ? AND entity_id = ?", (etype, eid)
                 ).fetchone()
                 if row is None:
                     out.append(EntityHistory(etype, eid, [], 0, 0))
                     continue
-                payloads = conn.execute(
-                    "SELECT payload FROM entity_events WHERE entity_type = ? AND entity_id = ? "
-                    "ORDER BY event_time, event_id",
-                    (etype, eid),
-                ).fetchall()
+                if after is None:
+                    payloads = conn.execute(
+                        "SELECT payload FROM entity_events WHERE entity_type = ? AND entity_id = ? "
+                        "ORDER BY event_time, event_id", (etype, eid)).fetchall()
+                else:  # row values compare in (event_time, event_id) order, as the batch path sorts
+                    payloads = conn.execute(
+                        "SELECT payload FROM entity_events WHERE entity_type = ? AND entity_id = ? "
+                        "AND (event_time, event_id) > (?, ?) ORDER BY event_time, event_id",
+                        (etype, eid, int(after[k][0]), str(after[k][1]))).fetchall()
                 out.append(EntityHistory(etype, eid, [json.loads(p[0]) for p in payloads], int(row[0]), int(row[1])))
         finally:
             conn.execute("COMMIT")
