@@ -21,7 +21,8 @@ from tests.serving.fixtures import build_checkpoint, json_event, write_events
 
 MAX_POSITION = 8  # windows of 8, stride 4: histories of ~40 events cross many block boundaries
 ENCODERS = {"gru": {"encoder_type": "gru"}, "transformer": {"encoder_type": "transformer"},
-            "transformer-index": {"encoder_type": "transformer", "index_position": True}}
+            "transformer-index": {"encoder_type": "transformer", "index_position": True},
+            "mingru": {"encoder_type": "mingru"}}
 
 
 @pytest.fixture(scope="module", params=sorted(ENCODERS))
@@ -163,6 +164,8 @@ def test_state_size_per_entity(world):
     window = state.index - window_start(state.index, MAX_POSITION) + 1
     per_event = 2 * config.num_layers * config.hidden_size * 4 + 8  # keys + values (float32) + the event time
     expected = {"gru": config.num_layers * config.hidden_size * 4, "transformer": window * per_event}
+    if config.encoder_type == "mingru":  # its own fixed-size state: (1, layers, state size)
+        expected["mingru"] = config.num_layers * scorer.model.encoder.blocks[0].recurrence.gate_bias.shape[0] * 4
     assert carry_nbytes(carry) == expected[config.encoder_type]
     store.close()
 
