@@ -322,12 +322,12 @@ def build_app(cfg: Any) -> FastAPI:
 
     scorer = None
     if cfg.get("checkpoint"):
-        from foundation.serving.scorer import Scorer
+        from foundation.serving.scorer import Scorer, live_options
 
         scorer = Scorer.from_pretrained(
             cfg.checkpoint, finetune_run=cfg.get("finetune_run"), heads=_plain(cfg.get("heads")),
             fallback_data=cfg.get("data"), cache_size=int(cfg.scorer.cache_size),
-            torch_threads=int(cfg.scorer.torch_threads), incremental=bool(cfg.scorer.get("incremental", True)),
+            torch_threads=int(cfg.scorer.torch_threads), **live_options(cfg.scorer),
         )
         schema = scorer.schema
     else:

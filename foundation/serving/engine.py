@@ -93,11 +93,12 @@ class StateEngine:
         surprise: EventSurprise of the model's next-event heads, or None.
         incremental: advance the newest state of raw-event entities by one recurrent step per event
             (foundation.serving.live) instead of a window pass; False: every miss is a window pass.
+        live_bytes: bytes of live-state carries kept (LRU beyond; None: only `cache_size` bounds them).
     """
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema,
                  aggregate_specs: Mapping[str, AggregateSpec] | None = None, cache_size: int = 100_000,
-                 surprise: Any = None, incremental: bool = True):
+                 surprise: Any = None, incremental: bool = True, live_bytes: int | None = None):
         self.model = model.eval()
         self.surprise = surprise  # EventSurprise of the model's next-event heads, or None
         self.tokenizer = tokenizer
@@ -114,7 +115,7 @@ class StateEngine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = self.cache_misses = 0
-        self.live = (LiveStates(self.model, tokenizer, self.canonical, self.fields, cache_size)
+        self.live = (LiveStates(self.model, tokenizer, self.canonical, self.fields, cache_size, live_bytes)
                      if incremental and supports(self.model) else None)
 
     def cut(self, entity_type: str, time: int | None, event_id: str | None) -> Key | None:

@@ -28,7 +28,7 @@ import torch
 
 from foundation.data.collate import ArrowRows, assemble, batch_columns
 from foundation.pointintime import event_rows, window_batch, window_start
-from foundation.serving.incremental import Carry, IncrementalEncoder
+from foundation.serving.incremental import Carry, IncrementalEncoder, carry_nbytes
 from foundation.serving.schemas import RequestError
 from foundation.serving.state import EntityHistory
 
@@ -58,7 +58,8 @@ class LiveState:
 
 
 class LiveStates:
-    """The live states of one encoder's raw-event entities (an LRU of `capacity` entities).
+    """The live states of one encoder's raw-event entities: an LRU bounded in entities and in bytes (a
+    transformer's key/value cache is ~0.8 MB an entity for `small`; the least recently used go first).
 
     Args:
         model: FoundationModel in eval mode.
@@ -66,14 +67,17 @@ class LiveStates:
         canonical: DataSchema.canonical_schema().
         fields: the tokenizer's field names in schema order.
         capacity: entities kept.
+        max_bytes: bytes of carries kept (None: no bound but `capacity`).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, canonical: Any, fields: Sequence[str], capacity: int):
+    def __init__(self, model: Any, tokenizer: Any, canonical: Any, fields: Sequence[str], capacity: int,
+                 max_bytes: int | None = None):
         self.encoder = IncrementalEncoder(model)
         self.tokenizer, self.canonical, self.fields = tokenizer, canonical, list(fields)
         self.field_specs = tokenizer.field_specs()
         self.max_len = int(model.config.max_position)
-        self.capacity = capacity
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self.nbytes = 0  # carries held
         self._states: OrderedDict[Ref, LiveState] = OrderedDict()
         self._lock = threading.Lock()
         self.steps = self.prefills = 0  # events applied by one step / window passes (tests, /metrics)
@@ -101,10 +105,13 @@ class LiveStates:
         with self._lock:
             current = self._states.get(ref)
             if current is None or current.version <= new.version:
+                self.nbytes += carry_nbytes(new.carry) - (0 if current is None else carry_nbytes(current.carry))
                 self._states[ref] = new
                 self._states.move_to_end(ref)
-            while len(self._states) > self.capacity:
-                self._states.popitem(last=False)
+            while len(self._states) > self.capacity or (
+                    self.max_bytes is not None and self.nbytes > self.max_bytes and len(self._states) > 1):
+                _, evicted = self._states.popitem(last=False)
+                self.nbytes -= carry_nbytes(evicted.carry)
         return new
 
     def advance_many(self, histories: Sequence[EntityHistory]) -> list[LiveState | None]:

@@ -82,13 +82,15 @@ class Scorer:
         engines: extra StateEngines by key (the fine-tuned encoders of `full` heads).
         surprise: EventSurprise of the pretrained model's next-event heads, or None.
         incremental: advance states by one recurrent step per event (see StateEngine).
+        live_bytes: bytes of live-state carries kept per engine (None: only cache_size bounds them).
     """
 
     def __init__(self, model: Any, tokenizer: Any, schema: DataSchema, heads: Sequence[ServedHead] = (),
                  aggregate_specs: Mapping[str, AggregateSpec] | None = None, model_version: str = "unversioned",
                  cache_size: int = 100_000, engines: Mapping[str, StateEngine] | None = None,
-                 surprise: Any = None, incremental: bool = True):
-        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size, surprise, incremental)
+                 surprise: Any = None, incremental: bool = True, live_bytes: int | None = None):
+        self.engine = StateEngine(model, tokenizer, schema, aggregate_specs, cache_size, surprise, incremental,
+                                  live_bytes)
         self.engines = {PRETRAINED: self.engine, **dict(engines or {})}
         self.schema = schema
         self.heads = list(heads)
@@ -272,7 +274,7 @@ class Scorer:
     def from_pretrained(cls, checkpoint: str | Path, finetune_run: str | Path | None = None,
                         heads: Mapping[str, Mapping[str, Any]] | None = None, fallback_data: Any = None,
                         cache_size: int = 100_000, torch_threads: int | None = 1,
-                        incremental: bool = True) -> Scorer:
+                        incremental: bool = True, live_bytes: int | None = None) -> Scorer:
         """Load what training wrote.
 
         Args:
@@ -284,6 +286,7 @@ class Scorer:
             cache_size: entities whose state is cached, per engine.
             torch_threads: intra-op threads (None leaves torch's default).
             incremental: advance states by one recurrent step per event (see StateEngine).
+            live_bytes: bytes of live-state carries kept per engine (None: only cache_size bounds them).
         """
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
@@ -305,13 +308,21 @@ class Scorer:
             if encoder is not None:
                 _check_same_tokenizer(hf, Path(task_run) / "heads" / head.name / "encoder")
                 engines[head.name] = StateEngine(encoder, tokenizer, schema, specs, cache_size,
-                                                 incremental=incremental)
+                                                 incremental=incremental, live_bytes=live_bytes)
             served.append(head)
             runs.append(Path(task_run).name)
         if finetune_run and not served:
             raise FileNotFoundError(f"{finetune_run}: no heads/<task>/<head>/ for tasks {sorted(heads or {})}")
         version = f"{run.name}@{pretrained.digest()}" + "".join(f"+{r}" for r in dict.fromkeys(runs))
-        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise, incremental)
+        return cls(model, tokenizer, schema, served, specs, version, cache_size, engines, surprise, incremental,
+                   live_bytes)
+
+
+def live_options(scorer_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`incremental` and `live_bytes` of `Scorer.from_pretrained` from the `scorer` section of conf/serve.yaml."""
+    megabytes = scorer_cfg.get("live_state_mb")
+    return {"incremental": bool(scorer_cfg.get("incremental", True)),
+            "live_bytes": None if megabytes is None else int(float(megabytes) * 2**20)}
 
 
 def _check_same_tokenizer(hf: Path, encoder_dir: Path) -> None:

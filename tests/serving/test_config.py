@@ -36,9 +36,15 @@ def test_service_with_a_checkpoint_from_config(tmp_path, events):
     base = [f"checkpoint={tmp_path}/run", f"paths.data_dir={tmp_path}"]
     with pytest.raises(ValueError, match="max_position"):  # a bound that would cut windows is refused
         build_app(serve_config(base + [f"state.path={tmp_path}/small.sqlite", "state.max_events=5"]))
-    cfg = serve_config(base + [f"state.path={tmp_path}/state.sqlite", "state.max_events=12"])
+    cfg = serve_config(base + [f"state.path={tmp_path}/state.sqlite", "state.max_events=12", "scorer.live_state_mb=0.5",
+                               "scorer.batching.max_size=8"])
     app = build_app(cfg)
     assert app.state.store.max_events == 12 and app.state.store.buckets == {"issuer": 3_600_000}
+    live = app.state.scorer.engine.live  # scorer.incremental and its memory bound reach the engine
+    assert live is not None and live.max_bytes == 2**19 and app.state.batcher.max_size == 8
+    off = build_app(serve_config(base + [f"state.path={tmp_path}/off.sqlite", "scorer.incremental=false",
+                                         "scorer.batching.max_size=0"]))
+    assert off.state.scorer.engine.live is None and off.state.batcher is None
     with TestClient(app) as client:
         health = client.get("/healthz").json()
         assert health["scoring"] is True and health["model_version"].startswith("run@")

@@ -200,3 +200,25 @@ def test_many_entities_advance_in_one_pass_from_the_store_tails(world):
     assert reads["histories"] == window_passes  # ... only window passes read the full history
     assert_same(live, reference.entity_states(refs, store))
     store.close()
+
+
+def test_the_live_states_stay_within_their_memory_bound(world):
+    """Beyond `live_bytes` the least recently used states go; an evicted entity is rebuilt by a window pass."""
+    tmp, raw, schema, sequences = world
+    probe = Scorer.from_pretrained(tmp / "run")
+    store = open_store(schema, tmp / "bound.sqlite", probe.max_events)
+    for batch in shuffled_batches(raw, schema):
+        store.apply(batch)
+    refs = [(t, i) for t in ("customer", "merchant") for i in sequences[t]["entity_id"].to_pylist()]
+    probe.entity_states(refs, store)
+    sizes = [carry_nbytes(probe.engine.live.get(ref).carry) for ref in refs]
+    bound = 3 * max(sizes)
+    scorer = Scorer.from_pretrained(tmp / "run", live_bytes=bound)
+    reference = Scorer.from_pretrained(tmp / "run", incremental=False)
+    for _ in range(2):  # the second round finds most entities evicted
+        assert_same(scorer.entity_states(refs, store), reference.entity_states(refs, store))
+        live = scorer.engine.live
+        assert live.nbytes <= bound and 1 <= len(live) < len(refs)
+        assert live.nbytes == sum(carry_nbytes(live.get(ref).carry) for ref in refs if live.get(ref) is not None)
+        scorer.invalidate(refs)
+    store.close()
