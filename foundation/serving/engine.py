@@ -129,16 +129,19 @@ class StateEngine:
         return (time, event_id or "")
 
     def entity_states(self, refs: Sequence[Ref], store: StateStore, time: int | None = None,
-                      event_id: str | None = None, on_cache: Any = None) -> list[EntityState]:
+                      event_id: str | None = None, on_cache: Any = None,
+                      versions: Sequence[int] | None = None) -> list[EntityState]:
         """States of several entities as of (time, event_id): after their last event strictly before it
         (buckets: closed at or before time); time None = after every retained event.
 
         Args:
             on_cache: optional callback(hits, misses) for metrics.
+            versions: the refs' store versions when the caller has just read them (a micro-batch reads them
+                once for all its attempts); None reads them here.
         Raises:
             RequestError 409: the cut-off is older than the retained history can reproduce exactly.
         """
-        versions = store.versions(refs)
+        versions = store.versions(refs) if versions is None else versions
         states: list[EntityState | None] = [None] * len(refs)
         todo = []
         with self._lock:

@@ -204,15 +204,17 @@ class Scorer:
         for key in dict.fromkeys(h.engine for h in self.heads):
             types = list(dict.fromkeys([self.event_entity] + [e for h in self.heads if h.engine == key
                                                                for e in h.entities]))
+            refs = [[(t, a.record.payload[f"{t}_id"]) for t in types] for a in attempts]
+            union = list(dict.fromkeys(ref for mine in refs for ref in mine))
+            version = dict(zip(union, store.versions(union)))  # one read for the whole micro-batch
             for i, attempt in enumerate(attempts):
                 record = attempt.record
                 if results[i] is not None:
                     continue
-                refs = [(t, record.payload[f"{t}_id"]) for t in types]
                 try:
-                    found = self.engines[key].entity_states(refs, store, record.event_time,
+                    found = self.engines[key].entity_states(refs[i], store, record.event_time,
                                                             record.event_id if attempt.has_event_id else None,
-                                                            on_cache)
+                                                            on_cache, [version[ref] for ref in refs[i]])
                 except RequestError as err:
                     results[i] = err
                     continue

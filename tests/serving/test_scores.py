@@ -160,7 +160,14 @@ def test_score_many_equals_one_by_one(world):
     scorer = served_scorer(tmp)
     parser = EventParser(scorer.schema)
     attempts = [parser.parse_attempt(attempt(raw, row), commit=False) for row in rows[:24]]
-    batched = scorer.score_many(attempts, store)
+    calls = []
+    versions = store.versions
+    store.versions = lambda refs: calls.append(len(refs)) or versions(refs)
+    try:
+        batched = scorer.score_many(attempts, store)
+    finally:
+        del store.versions
+    assert len(calls) == 1  # one read of the store versions for the whole micro-batch
     for k, (one, result) in enumerate(zip(attempts, batched)):
         single = scorer.score(one, store)
         assert result.keys() == single.keys() and result["has_history"] == single["has_history"]
