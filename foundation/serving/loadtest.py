@@ -16,11 +16,13 @@ Loopback targets only (see `replay.check_loopback`); every phase is bounded in r
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -206,5 +208,9 @@ def run_loadtest(cfg: Any) -> dict[str, Any]:
         report["ingest"] = ingest
         print(f"/v1/events batch={lt.batch_size}  n={ingest['events']}  {ingest['events_per_second']:.0f} events/s",
               flush=True)
+    if lt.get("out"):
+        Path(str(lt.out)).parent.mkdir(parents=True, exist_ok=True)
+        Path(str(lt.out)).write_text(json.dumps(report, indent=2, default=float))
+        print(f"report: {lt.out}", flush=True)
     return report
 
