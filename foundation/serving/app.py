@@ -183,9 +183,7 @@ class Service:
         """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls."""
         self.need_scorer()
         attempt = self.parser.parse_attempt(payload, commit=commit)
-        result = await asyncio.wrap_future(self.batcher.submit(attempt))
-        return await run_in_threadpool(self.committed, attempt, result, True) if commit else self.committed(
-            attempt, result, False)
+        return await asyncio.wrap_future(self.batcher.submit((attempt, commit)))
 
 
 def create_app(
@@ -213,13 +211,10 @@ def create_app(
 
         svc.warmer = StateWarmer(list(scorer.engines.values()), store)
     if scorer is not None and settings.batch_max_size > 0:
-        from foundation.serving.batching import MicroBatcher
+        from foundation.serving.batching import MicroBatcher, scoring_run
 
-        def score_batch(attempts: list[Any]) -> list[Any]:
-            return scorer.score_many(attempts, store, on_cache=svc.count_cache)
-
-        svc.batcher = MicroBatcher(score_batch, settings.batch_max_size, settings.batch_max_wait_s,
-                                   settings.batch_queue_size, svc.metrics.score_batch.observe)
+        svc.batcher = MicroBatcher(scoring_run(scorer, store, svc.count_cache, svc.committed), settings.batch_max_size,
+                                   settings.batch_max_wait_s, settings.batch_queue_size, svc.metrics.score_batch.observe)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

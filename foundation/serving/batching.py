@@ -8,6 +8,10 @@ of clients and throughput with it.
 Waiting for company costs latency, so the worker waits (at most `max_wait_s`, about a millisecond) only when
 the previous batch held more than one request: a lone client is never delayed, concurrent clients get fuller
 batches.
+
+`?commit=true` requests are scored and applied one at a time in the same worker, after the batch's plain
+requests: a committed attempt is in the state before the next attempt of its entities is scored, as when
+requests were scored one at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +27,35 @@ from typing import Any
 from foundation.serving.schemas import RequestError
 
 logger = logging.getLogger(__name__)
+
+
+def scoring_run(scorer: Any, store: Any, on_cache: Callable[[int, int], None] | None,
+                commit: Callable[[Any, dict[str, Any], bool], dict[str, Any]]
+                ) -> Callable[[Sequence[tuple[Any, bool]]], list[Any]]:
+    """The batcher's work over (attempt, commit) items: plain attempts in one `Scorer.score_many` pass, then
+    each commit attempt scored and applied in order (`commit(attempt, result, applies)` adds `committed`).
+    A failure of one item (a 409, a store error while applying) is that item's result."""
+
+    def finish(attempt: Any, result: Any, applies: bool) -> Any:
+        if isinstance(result, Exception):
+            return result
+        try:
+            return commit(attempt, result, applies)
+        except Exception as err:  # noqa: BLE001 - the caller's error, the batch goes on
+            return err
+
+    def run(items: Sequence[tuple[Any, bool]]) -> list[Any]:
+        results: list[Any] = [None] * len(items)
+        plain = [k for k, (_, applies) in enumerate(items) if not applies]
+        if plain:
+            for k, result in zip(plain, scorer.score_many([items[k][0] for k in plain], store, on_cache)):
+                results[k] = finish(items[k][0], result, False)
+        for k, (attempt, applies) in enumerate(items):
+            if applies:
+                results[k] = finish(attempt, scorer.score_many([attempt], store, on_cache)[0], True)
+        return results
+
+    return run
 
 
 class MicroBatcher:

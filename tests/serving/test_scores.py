@@ -248,3 +248,52 @@ def test_load_test_reports_percentiles_and_the_profile(world):
     assert sum(report.profile_ms.values()) == pytest.approx(report.mean_ms, rel=1e-6)
     table = profile_table([report]).splitlines()
     assert len(table) == 3 and table[2].startswith("| 4 |") and table[2].endswith("% |")
+
+
+def test_commit_requests_in_one_batch_see_each_other(world, tmp_path):
+    """Two ?commit=true attempts of one customer in one micro-batch: the second is scored after the first was
+    applied, as one by one (a pass scoring both before either is applied would not see it)."""
+    import threading
+
+    tmp, raw, rows, expected, _ = world
+    parser = EventParser(served_scorer(tmp).schema)
+    history = [json_event(raw, i) for i in range(raw.num_rows)]
+    customer = history[-1]["card_id"]
+    new = [dict(history[-1], event_id=500_000 + j, ts=f"2024-06-0{j + 1}T00:00:00") for j in range(2)]
+
+    def fresh_store(name):
+        store = SqliteStateStore(tmp_path / name, max_events=400, buckets={"issuer": 3_600_000})
+        store.apply(parser.parse_batch(history, 1000))
+        return store
+
+    one_by_one, store = served_scorer(tmp), fresh_store("sequential.sqlite")
+    sequential = []
+    for body in new:
+        record = parser.parse_attempt(body, commit=True)
+        sequential.append(one_by_one.score(record, store))
+        store.apply([record.record])
+    alone = one_by_one.score(parser.parse_attempt(new[1], commit=True), fresh_store("alone.sqlite"))
+    assert alone["fraud_probability"] != sequential[1]["fraud_probability"]  # the first attempt matters
+    scorer, store = served_scorer(tmp), fresh_store("batched.sqlite")
+    app = create_app(parser, store, scorer, ServiceSettings(warm_on_ingest=False))
+    batcher, release = app.state.batcher, threading.Event()
+    score_many = scorer.score_many
+
+    def held(attempts, *args, **kwargs):
+        release.wait(20)  # the first pass waits until both commits are queued behind it
+        return score_many(attempts, *args, **kwargs)
+
+    scorer.score_many = held
+    blocker = batcher.submit((parser.parse_attempt(attempt(raw, rows[0]), commit=False), False))
+    futures = [batcher.submit((parser.parse_attempt(body, commit=True), True)) for body in new]
+    release.set()
+    blocker.result(20)
+    results = [f.result(20) for f in futures]
+    assert batcher.batches == 2 and batcher.largest == 2  # the two commits shared one batch
+    assert [r["committed"] for r in results] == [True, True]
+    assert store.history("customer", str(customer)).n_events == sum(
+        1 for event in history if event["card_id"] == customer) + 2
+    for got, want in zip(results, sequential):
+        assert got["fraud_probability"] == pytest.approx(want["fraud_probability"], rel=1e-6, abs=1e-9)
+    batcher.stop()
+    store.close()
