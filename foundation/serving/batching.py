@@ -5,9 +5,10 @@ every request already queued, up to `max_size`, and scores them together (`Score
 encoder pass, one call per head). While a batch runs, the next one fills, so the batch grows with the number
 of clients and throughput with it.
 
-Waiting for company costs latency, so the worker waits (at most `max_wait_s`, about a millisecond) only when
-the previous batch held more than one request: a lone client is never delayed, concurrent clients get fuller
-batches.
+Waiting for company costs latency, so after taking what is queued the worker waits (at most `max_wait_s`,
+about a millisecond) only for as many requests as the previous pass held: the clients it answered are the
+ones likely to come back. A lone client is never delayed, and N steady clients wait for each other at most
+max_wait_s, not for a batch size they cannot reach.
 
 `?commit=true` requests are scored and applied one at a time in the same worker, after the batch's plain
 requests: a committed attempt is in the state before the next attempt of its entities is scored, as when
@@ -100,9 +101,10 @@ class MicroBatcher:
         if first is None:
             return [], True
         batch = [first]
-        deadline = time.monotonic() + (self.max_wait_s if self._last_size > 1 else 0.0)
+        target = min(self._last_size, self.max_size)  # wait for as many as the last pass held, no more
+        deadline = time.monotonic() + (self.max_wait_s if target > 1 else 0.0)
         while len(batch) < self.max_size:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - time.monotonic() if len(batch) < target else 0.0
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:

@@ -77,3 +77,28 @@ def test_a_failing_batch_fails_its_requests_only():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="max_size"):
         MicroBatcher(list, max_size=0)
+
+
+def test_waits_only_for_as_many_as_the_last_batch_held():
+    """After a pass of 3 the worker waits (up to max_wait_s) for 3 requests, then goes at once: it does not sit
+    out max_wait_s hoping for a max_size batch."""
+    release, sizes = threading.Event(), []
+
+    def run(items):
+        sizes.append(len(items))
+        release.wait(10)
+        return list(items)
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_s=5.0)
+    first = batcher.submit(0)
+    wait_until(lambda: sizes)
+    batch = [batcher.submit(i) for i in (1, 2, 3)]
+    release.set()
+    assert [f.result(10) for f in [first, *batch]] == [0, 1, 2, 3] and sizes == [1, 3]
+    started = time.monotonic()
+    later = [batcher.submit(10)]
+    time.sleep(0.05)  # the worker now waits for company: 2 more arrive
+    later += [batcher.submit(11), batcher.submit(12)]
+    assert [f.result(10) for f in later] == [10, 11, 12]
+    assert sizes == [1, 3, 3] and time.monotonic() - started < 4.0  # went with 3, not after max_wait_s
+    batcher.stop()
