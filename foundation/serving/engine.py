@@ -159,11 +159,33 @@ class StateEngine:
         if todo and self.live is not None:
             todo = self._advance_live(refs, todo, store, time, event_id, states)
         if todo:
-            for k, history in zip(todo, store.histories([refs[k] for k in todo])):
-                entry = self._compute(history, self.cut(history.entity_type, time, event_id))
+            histories = store.histories([refs[k] for k in todo])
+            served = self._live_states(histories, time, event_id)
+            for j, (k, history) in enumerate(zip(todo, histories)):
+                entry = served.get(j) or self._compute(history, self.cut(history.entity_type, time, event_id))
                 states[k] = entry.state
                 self._remember((history.entity_type, history.entity_id), entry)
         return states  # type: ignore[return-value]
+
+    def _live_states(self, histories: Sequence[EntityHistory], time: int | None, event_id: str | None
+                     ) -> dict[int, _Cached]:
+        """Entries of the histories whose state after their newest event serves the cut-off (raw-event
+        entities), from the live states: advanced, or rebuilt by one batched window pass; by position."""
+        if self.live is None:
+            return {}
+        wanted = []
+        for j, history in enumerate(histories):
+            if history.events and history.entity_type not in self.aggregate_specs:
+                newest = (history.events[-1]["event_time"], history.events[-1]["event_id"])
+                cut = self.cut(history.entity_type, time, event_id)
+                if cut is None or newest < cut:
+                    wanted.append(j)
+        out = {}
+        for j, live in zip(wanted, self.live.states([histories[j] for j in wanted])):
+            history = histories[j]
+            state = EntityState(history.entity_type, history.entity_id, live.hidden, True, live.index, live.key[0])
+            out[j] = _Cached(history.version, live.key, None, state)
+        return out
 
     def _advance_live(self, refs: Sequence[Ref], todo: list[int], store: StateStore, time: int | None,
                       event_id: str | None, states: list[EntityState | None]) -> list[int]:
@@ -217,11 +239,6 @@ class StateEngine:
         empty = EntityState(etype, eid, np.zeros(self.hidden_size, np.float32), False, -1, None)
         if not history.events:
             return _Cached(history.version, None, None, empty)
-        newest = (history.events[-1]["event_time"], history.events[-1]["event_id"])
-        if self.live is not None and etype not in self.aggregate_specs and (cut is None or newest < cut):
-            live = self.live.state(history)  # the state after the newest event, advanced incrementally
-            return _Cached(history.version, newest, None, EntityState(etype, eid, live.hidden, True, live.index,
-                                                                      newest[0]))
         table = self._sequence(history)
         times = pc.list_flatten(table["event_time"]).cast(pa.int64()).to_pylist()
         keys = list(zip(times, pc.list_flatten(table["event_id"]).to_pylist()))

@@ -91,21 +91,31 @@ class IncrementalEncoder:
 
     @torch.inference_mode()
     def prefill(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Carry]:
-        """The state after the last event of a one-row unpadded window batch, and the carry after it.
+        """The state after the last event of a one-row window batch, and the carry after it.
 
         Returns:
             (H,) state, carry.
         """
-        x = self.embed(batch, 0)  # (1, T, H)
-        if self.kind == "gru":
-            output, h_n = self.encoder.gru(x)  # (1, T, H), (L, 1, H)
-            return self.encoder.final_norm(output[0, -1]), h_n
-        if self.kind == "step":  # the encoder's own recurrence, one event at a time
-            state = self.encoder.initial_state(batch_size=1)
-            for t in range(x.shape[1]):
-                state, hidden = self.encoder.step(state, x[:, t])
-            return hidden[0], state
-        times = batch["event_time"][0].to(torch.int64)  # (T,)
+        hidden, carries = self.prefill_many(batch)
+        return hidden[0], carries[0]
+
+    @torch.inference_mode()
+    def prefill_many(self, batch: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[Carry]]:
+        """Window passes of B entities at once: a right-padded (B, T) batch, row b the window of entity b from
+        its start, `lengths` events.
+
+        Returns:
+            per entity the (H,) state after its last event and its carry (its own tensors, not views of the batch).
+        """
+        n = batch["attention_mask"].shape[0]
+        if self.kind in ("gru", "step"):  # a window pass is an advance from the initial state
+            dtype = self.encoder.final_norm.weight.dtype
+            initial = (torch.zeros(self.encoder.gru.num_layers, 1, self.encoder.gru.hidden_size, dtype=dtype)
+                       if self.kind == "gru" else self.encoder.initial_state(batch_size=1))
+            return self.advance(batch, torch.zeros(n, dtype=torch.long), [initial] * n)
+        x = self.embed(batch, 0)  # (B, T, H)
+        lengths = batch["attention_mask"].sum(1)  # (B,)
+        # causal and padding masks folded in: a real event never attends a padded one
         bias = (time_alibi_bias(batch["event_time"], batch["attention_mask"], self.encoder.num_heads)
                 if self.encoder.time_alibi else None)
         keys, values = [], []
@@ -115,7 +125,14 @@ class IncrementalEncoder:
             values.append(v)
             x = x + y
             x = x + block.mlp(block.mlp_norm(x))
-        return self.encoder.final_norm(x[0, -1]), TransformerCarry(tuple(keys), tuple(values), times)
+        hidden = self.encoder.final_norm(x[torch.arange(n), lengths - 1])  # (B, H)
+        times = batch["event_time"].to(torch.int64)  # (B, T)
+        carries = []
+        for b, length in enumerate(lengths.tolist()):
+            carries.append(TransformerCarry(tuple(k[b:b + 1, :, :length].clone() for k in keys),
+                                            tuple(v[b:b + 1, :, :length].clone() for v in values),
+                                            times[b, :length].clone()))
+        return list(hidden), carries
 
     @torch.inference_mode()
     def step(self, batch: Mapping[str, torch.Tensor], offset: int, carry: Carry) -> tuple[torch.Tensor, Carry]:
@@ -157,7 +174,7 @@ class IncrementalEncoder:
                 state[active] = new_state
                 for row, b in enumerate(active.nonzero().flatten().tolist()):
                     hidden[b] = out[row]
-            return hidden, [state[b:b + 1] for b in range(len(lengths))]
+            return hidden, [state[b:b + 1].clone() for b in range(len(lengths))]
         times = batch["event_time"].to(torch.int64)  # (B, T)
         hidden, out = [], []
         for b, carry in enumerate(carries):

@@ -27,7 +27,7 @@ import pyarrow as pa
 import torch
 
 from foundation.data.collate import ArrowRows, assemble, batch_columns
-from foundation.pointintime import event_rows, window_batch, window_start
+from foundation.pointintime import event_rows, window_start
 from foundation.serving.incremental import Carry, IncrementalEncoder, carry_nbytes
 from foundation.serving.schemas import RequestError
 from foundation.serving.state import EntityHistory
@@ -90,16 +90,22 @@ class LiveStates:
         return len(self._states)
 
     def state(self, history: EntityHistory) -> LiveState:
-        """The state after the newest retained event of a non-empty history (advanced from the cached one
-        when it can be, else one window pass), remembered for the next call.
+        """The state after the newest retained event of a non-empty history (see `states`)."""
+        return self.states([history])[0]
+
+    def states(self, histories: Sequence[EntityHistory]) -> list[LiveState]:
+        """The states after the newest retained event of non-empty histories: advanced from the cached ones
+        where they can be, the others by one batched window pass; remembered for the next call.
 
         Raises:
-            RequestError 409: the window of the newest event was evicted (state.max_events too small).
+            RequestError 409: the window of an entity's newest event was evicted (state.max_events too small).
         """
-        new = self.advance_many([history])[0]
-        if new is None:
-            new = self._remember(self._prefill(history), (history.entity_type, history.entity_id))
-        return new
+        out = self.advance_many(histories)
+        rest = [k for k, state in enumerate(out) if state is None]
+        if rest:
+            for k, new in zip(rest, self._prefill_many([histories[k] for k in rest])):
+                out[k] = self._remember(new, (histories[k].entity_type, histories[k].entity_id))
+        return out  # type: ignore[return-value]
 
     def _remember(self, new: LiveState, ref: Ref) -> LiveState:
         with self._lock:
@@ -166,17 +172,30 @@ class LiveStates:
         self.steps += int(counts.sum())
         return list(zip(hidden, carries))
 
-    def _prefill(self, history: EntityHistory) -> LiveState:
-        events = history.events
-        last, first = history.n_events - 1, history.first_index
-        start = window_start(last, self.max_len)
-        if max(start - 1, 0) < first:
-            raise RequestError(409, f"{history.entity_type} {history.entity_id!r}: the window of the newest event "
-                                    f"is no longer retained ({len(events)} events); raise state.max_events")
-        table = event_rows(history.entity_type, history.entity_id, events, self.canonical, self.fields)
-        encoded = self.tokenizer.encode(table)
-        hidden, carry = self.encoder.prefill(window_batch(encoded, self.field_specs, start - first, last - start + 1))
-        self.prefills += 1
-        newest = events[-1]
-        return LiveState(history.version, last, start, (newest["event_time"], newest["event_id"]),
-                         hidden.float().numpy().copy(), carry)
+    def _prefill_many(self, histories: Sequence[EntityHistory]) -> list[LiveState]:
+        """One padded window pass over the windows of the newest events of several entities."""
+        tables, starts, counts = [], [], []
+        for history in histories:
+            last, first = history.n_events - 1, history.first_index
+            start = window_start(last, self.max_len)
+            if max(start - 1, 0) < first:
+                raise RequestError(409, f"{history.entity_type} {history.entity_id!r}: the window of the newest "
+                                        f"event is no longer retained ({len(history.events)} events); raise "
+                                        "state.max_events")
+            tables.append(event_rows(history.entity_type, history.entity_id, history.events, self.canonical,
+                                     self.fields))
+            starts.append(start - first)
+            counts.append(last - start + 1)
+        encoded = self.tokenizer.encode(pa.concat_tables(tables).combine_chunks())
+        n = len(histories)
+        batch = assemble(ArrowRows(encoded), batch_columns(self.field_specs), np.arange(n), np.asarray(starts),
+                         np.asarray(counts, np.int64), np.zeros(n, np.int64))
+        hidden, carries = self.encoder.prefill_many(batch)
+        self.prefills += n
+        out = []
+        for history, state, carry in zip(histories, hidden, carries):
+            newest = history.events[-1]
+            last = history.n_events - 1
+            out.append(LiveState(history.version, last, window_start(last, self.max_len),
+                                 (newest["event_time"], newest["event_id"]), state.float().numpy().copy(), carry))
+        return out

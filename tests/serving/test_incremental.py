@@ -142,8 +142,12 @@ def test_a_restart_rebuilds_the_live_states_from_the_durable_log(world):
     store = open_store(schema, path, first.max_events)
     second = Scorer.from_pretrained(tmp / "run")
     assert len(second.engine.live) == 0
+    encoder, passes = second.engine.live.encoder, []
+    prefill_many = encoder.prefill_many
+    encoder.prefill_many = lambda batch: passes.append(len(batch["lengths"])) or prefill_many(batch)
     assert_same(second.entity_states(refs, store), before)
     assert second.engine.live.prefills == len(refs) and second.engine.live.steps == 0
+    assert passes == [len(refs)]  # every entity's window in one padded pass
     # and it advances from the rebuilt states as the first process would have
     store.apply(batches[-1])
     assert_same(second.entity_states(refs, store), Scorer.from_pretrained(tmp / "run", incremental=False)

@@ -190,7 +190,7 @@ def test_concurrent_requests_are_micro_batched(world):
     def first_waits(attempts, *args, **kwargs):
         if batcher.batches == 1:  # hold the first pass until the other requests are queued behind it
             deadline = time.monotonic() + 20
-            while batcher._queue.qsize() < n - 1 and time.monotonic() < deadline:
+            while batcher.items + batcher._queue.qsize() < n and time.monotonic() < deadline:
                 time.sleep(0.002)
         return score_many(attempts, *args, **kwargs)
 
@@ -276,15 +276,17 @@ def test_commit_requests_in_one_batch_see_each_other(world, tmp_path):
     assert alone["fraud_probability"] != sequential[1]["fraud_probability"]  # the first attempt matters
     scorer, store = served_scorer(tmp), fresh_store("batched.sqlite")
     app = create_app(parser, store, scorer, ServiceSettings(warm_on_ingest=False))
-    batcher, release = app.state.batcher, threading.Event()
+    batcher, entered, release = app.state.batcher, threading.Event(), threading.Event()
     score_many = scorer.score_many
 
     def held(attempts, *args, **kwargs):
+        entered.set()
         release.wait(20)  # the first pass waits until both commits are queued behind it
         return score_many(attempts, *args, **kwargs)
 
     scorer.score_many = held
     blocker = batcher.submit((parser.parse_attempt(attempt(raw, rows[0]), commit=False), False))
+    assert entered.wait(20)  # the worker is inside the first pass
     futures = [batcher.submit((parser.parse_attempt(body, commit=True), True)) for body in new]
     release.set()
     blocker.result(20)
