@@ -78,6 +78,8 @@ class _ScorerCollector(Collector):
         yield steps
         yield GaugeMetricFamily("foundation_live_state_entities", "Entities with a live state in memory",
                                 value=sum(len(live) for live in engines))
+        yield GaugeMetricFamily("foundation_live_state_bytes", "Bytes of live-state carries in memory "
+                                "(bounded by scorer.live_state_mb per engine)", value=sum(live.nbytes for live in engines))
 
 
 class ServiceMetrics:

@@ -62,6 +62,7 @@ def test_ingest_warms_the_cache(service):
     live = scorer.engine.live
     assert live.steps + live.prefills > 0 and len(live) > 0  # the warmer advanced the live states
     assert f'foundation_live_state_updates_total{{kind="step"}} {float(live.steps)}' in metrics
+    assert live.nbytes > 0 and f"foundation_live_state_bytes {float(live.nbytes)}" in metrics
     assert f'foundation_model_info{{version="{scorer.model_version}"}} 1.0' in metrics
 
 
