@@ -7,11 +7,13 @@ event i + 1 therefore follows from what the pass over [start, i] left behind:
 - Transformer: the keys and values of every layer over [start, i] and the event times; the new event's query
   attends over them plus its own key, with the time-ALiBi bias recomputed from the stored times (the bias is
   relative in time, so nothing cached depends on the new event).
+- An encoder with its own `initial_state` / `step` (minGRU): its state.
 At a block boundary the window start moves and the carry is rebuilt by one pass over the new window (`prefill`).
+`advance` and `prefill_many` do the same for many entities in one right-padded batch.
 
-Both functions read the encoder modules of `foundation.model.encoder` as they are (weights and layout) and
-repeat their arithmetic; `prefill` equals `FoundationModel.forward` on a one-row unpadded window, `step` equals
-it up to float reassociation (tests/serving/test_incremental.py holds them to 1e-5).
+The functions read the encoder modules of `foundation.model.encoder` as they are (weights and layout) and
+repeat their arithmetic, so they equal `FoundationModel.forward` on the window up to float reassociation
+(tests/serving/test_incremental.py holds them to 1e-5).
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ For each raw-event entity the engine keeps, after its newest event, the state, t
 event in the entity's full sequence, the window start and the event's (event_time, event_id) key. When the
 entity's version moves on, the new retained events after that key are the events to apply, provided the count
 matches: n_events - (events after the key) == index + 1. Then
-- same window start: one `step` per new event (the predecessor's time gives the first one's time gap);
+- same window start: one step per new event (the predecessor's time gives the first one's time gap);
 - otherwise (a block boundary, a late event inserted before the key, no live state yet after a restart or an
-  LRU eviction): one `prefill` over the window of the newest event, from the durable log (the store's
+  LRU eviction): one window pass over the window of the newest event, from the durable log (the store's
   retained events), exactly as the batch path computes it.
+Both work on many entities at once: one tokenizer call and one batched (padded) pass per call.
 A duplicate event changes nothing in the store (idempotent on event_id), so the version and the state stay.
 The live state is only a cache of what the batch path computes: it is never written back to the store, so a
 restart, another replica (Redis), or an eviction from this LRU rebuilds it from the durable log.
