@@ -61,12 +61,13 @@ def test_results_table_lists_every_model_with_intervals(tmp_path):
 
 def test_every_head_and_baseline_is_built_from_its_yaml():
     from foundation.finetuning import finetune_config, instantiate_models
+    from foundation.finetuning.blend import Blend
     from foundation.finetuning.blocks import RawFields, VelocityFeatures
     from foundation.finetuning.recipes import FrozenFeatures, FullFinetune
     from foundation.heads import FullHead, FusionHead, GBDTHead, MLPHead, ProbeHead
 
     models = instantiate_models(finetune_config(["checkpoint=x", "head=all"]))
-    assert list(models) == ["probe", "mlp", "gbdt", "fusion", "embeddings_velocity_lgbm", "full", "scratch",
+    assert list(models) == ["probe", "mlp", "gbdt", "fusion", "embeddings_velocity_blend", "full", "scratch",
                             "velocity_lgbm_baseline"]
     task = TaskSpec.from_config(CONF_DIR / "task" / "fraud.yaml")
     heads = {name: m.head(task=task) for name, m in models.items() if isinstance(m, FrozenFeatures)}
@@ -78,7 +79,11 @@ def test_every_head_and_baseline_is_built_from_its_yaml():
     assert isinstance(heads["velocity_lgbm_baseline"], GBDTHead) and not models["velocity_lgbm_baseline"].embeddings
     assert isinstance(models["gbdt"].extra, RawFields) and isinstance(models["fusion"].extra, RawFields)
     assert type(heads["fusion"]) is FusionHead and heads["fusion"].embedding_dim == 8
-    assert isinstance(models["embeddings_velocity_lgbm"].extra, VelocityFeatures)
+    assert isinstance(models["embeddings_velocity_blend"], Blend)
+    assert list(models["embeddings_velocity_blend"].members) == ["mlp", "velocity_lgbm_baseline"]
+    assert heads["mlp"].members == 3
+    one = instantiate_models(finetune_config(["checkpoint=x", "head=embeddings_velocity_lgbm"]))
+    assert isinstance(one["embeddings_velocity_lgbm"].extra, VelocityFeatures)
     assert isinstance(models["full"], FullFinetune) and models["full"].head.func == FullHead.for_task
     assert models["full"].pretrained and not models["scratch"].pretrained
     none = instantiate_models(finetune_config(["checkpoint=x", "head=probe", "baselines.scratch=false",
@@ -131,7 +136,8 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
              "heads.embeddings_velocity_lgbm.head.num_boost_round=20",
              "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), f"checkpoint={run_dir}",
-                          f"paths.root_dir={tmp_path}", "task=authorization", "head=all", "run_name=ft", *quick],
+                          f"paths.root_dir={tmp_path}", "task=authorization", "run_name=ft", *quick,
+                          "head=[probe,mlp,gbdt,fusion,embeddings_velocity_blend,embeddings_velocity_lgbm,full]"],
                          capture_output=True, text=True, cwd=REPO, timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = Path(out.stdout.strip().splitlines()[-1])
@@ -145,6 +151,7 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
             head = load_head(head_dir)
             meta = json.loads((head_dir / "head.json").read_text())
             assert meta["task"] == "authorization" and meta["threshold"] == head.threshold
+    assert ("embeddings_velocity_blend", 1.0) in models and ("embeddings_velocity_blend", 0.5) not in models
     # frozen heads read the event surprise under the pretrained next-event heads; embeddings_velocity_lgbm adds
     # the embeddings to the velocity baseline's own features
     probe_layout = json.loads((folder / "heads" / "authorization" / "probe" / "head.json").read_text())["feature_layout"]
@@ -162,7 +169,7 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     comparisons = json.loads((folder / "metrics.json").read_text())["comparisons"]
     pairs = {(c["model"], c["label_fraction"], c["baseline"]) for c in comparisons}
     assert {("probe", 1.0, "velocity_lgbm_baseline"), ("embeddings_velocity_lgbm", 1.0, "velocity_lgbm_baseline"),
-            ("mlp", 0.5, "scratch")} <= pairs
+            ("embeddings_velocity_blend", 1.0, "velocity_lgbm_baseline"), ("mlp", 0.5, "scratch")} <= pairs
     assert all(c["ci_low"] <= c["delta"] <= c["ci_high"] and c["beats_baseline"] == (c["ci_low"] > 0)
                for c in comparisons)
     assert "Against the baselines" in (folder / "report.md").read_text()

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from foundation.evaluation.report import SCRATCH_BASELINE, ModelResult, log_report_to_wandb, write_report
+from foundation.finetuning.blend import Blend
 from foundation.finetuning.config import ALL_TASKS, finetune_config, save_config, task_specs
 from foundation.finetuning.diagnostics import diagnostics_markdown, write_diagnostics
 from foundation.finetuning.recipes import FullFinetune
@@ -72,8 +73,10 @@ def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tu
     models = instantiate_models(cfg)
     fr = FinetuneRun(cfg, task_specs(cfg, task_names))
     results: list[ModelResult] = []
+    # Blends read the scores of models trained before them: they go last.
+    ordered = sorted(models.items(), key=lambda item: isinstance(item[1], Blend))
     for task in fr.tasks:
-        for name, model in models.items():
+        for name, model in ordered:
             results += model.train(name, fr, task, out_dir)
             fr.tick(f"{task.name}/{name}")
     report = cfg.get("report") or {}

@@ -5,6 +5,7 @@
   (`velocity_lgbm_baseline`, embeddings: false).
 - `FullFinetune`: the encoder fine-tuned end to end with its head (`full`), or the same network from a random
   encoder (`scratch`).
+- `Blend` (blend.py): the rank-average of two models trained earlier in the run (`embeddings_velocity_blend`).
 
 Each trains at every label fraction, scores the task's test examples and saves the head trained on all labels
 under `<run_dir>/heads/<task>/<name>/`. The head itself comes from `head:` (a `_partial_` Head factory).
@@ -24,6 +25,7 @@ import torch
 from foundation.evaluation.report import ModelResult
 from foundation.evaluation.splits import TaskSpec
 from foundation.finetuning.examples import label_fractions, labels_of, stratified, subsets, training_pool
+from foundation.finetuning.run import Predictions
 from foundation.heads import Head, HeadInputs
 from foundation.heads.full import FullHead, window_set
 from foundation.pointintime import FeatureLayout, PointInTimeStates, example_keys, example_states
@@ -85,6 +87,9 @@ class FrozenFeatures:
             results.append(ModelResult.from_examples(test, task.name, name, head.predict_proba(X_test), fraction,
                                                      train.num_rows, {"threshold": head.threshold,
                                                                       **head.result_extra()}))
+            if fraction == 1.0:
+                fr.remember(task.name, name, Predictions(head.predict_proba(matrix(validation)), results[-1].scores,
+                                                          train.num_rows))
             if fraction == 1.0 and self.save:
                 head.save(out_dir / "heads" / task.name / name, task=task.name, entity_types=list(task.entities),
                           checkpoint=str(fr.run.hf_dir), metrics=saved_metrics(results[-1]))

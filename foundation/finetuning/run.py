@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,15 @@ from foundation.pointintime import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """A model's scores of the validation and test examples, trained on all labels (what a blend reads)."""
+
+    validation: np.ndarray
+    test: np.ndarray
+    n_train: int
+
+
 class FinetuneRun:
     """One fine-tune run: loads the pretrained run and its events, selects the examples of every usable task
     and computes their frozen point-in-time states once (shared by every frozen-feature head).
@@ -48,6 +58,7 @@ class FinetuneRun:
         self.timings: dict[str, float] = {}
         self.cpu_timings: dict[str, float] = {}
         self._velocity: dict[str, Any] = {}
+        self.predictions: dict[str, dict[str, Predictions]] = {}  # task -> model -> its all-label scores
         self.run = PretrainedRun.load(cfg.checkpoint)
         data = cfg.get("data")
         paths = {"root_dir": cfg.paths.root_dir, "data_dir": cfg.paths.data_dir} if data is not None else None
@@ -83,6 +94,10 @@ class FinetuneRun:
             return False
         task.validate(self.schema)
         return True
+
+    def remember(self, task: str, model: str, predictions: Predictions) -> None:
+        """Keep a model's all-label validation and test scores for the blends trained after it."""
+        self.predictions.setdefault(task, {})[model] = predictions
 
     def velocity_features(self, task: TaskSpec) -> Any:
         """The task's hand-crafted velocity features of every event (computed once per task)."""

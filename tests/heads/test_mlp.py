@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from foundation.heads.mlp import MLPHead
@@ -29,3 +30,24 @@ def test_mlp_learns_an_interaction_the_probe_cannot(tmp_path):
     loaded = MLPHead.load(tmp_path / "mlp")
     assert loaded.hidden_sizes == [32, 16]
     np.testing.assert_array_equal(loaded.predict_proba(Xt), mlp.predict_proba(Xt))
+
+
+def test_an_ensemble_scores_the_mean_probability_of_members_trained_alone(tmp_path):
+    X, y = xor(1500, 0)
+    Xv, yv = xor(500, 1)
+    Xt, _ = xor(400, 2)
+    settings = {"hidden_sizes": [16], "max_epochs": 6, "patience": 2, "lr": 3e-3, "seed": 7}
+    ensemble = MLPHead(members=3, **settings).fit(X, y, Xv, yv)
+    alone = [MLPHead(**{**settings, "seed": 7 + i}).fit(X, y, Xv, yv).predict_proba(Xt) for i in range(3)]
+    assert not np.allclose(alone[0], alone[1]), "members differ (their own seeds)"
+    np.testing.assert_allclose(ensemble.predict_proba(Xt), np.mean(alone, axis=0), rtol=1e-5, atol=1e-6)
+    assert len(ensemble.info["best_epoch"]) == 3
+    ensemble.save(tmp_path / "mlp", task="fraud")
+    loaded = MLPHead.load(tmp_path / "mlp")
+    assert loaded.members == 3
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), ensemble.predict_proba(Xt))
+
+
+def test_members_must_be_positive():
+    with pytest.raises(ValueError, match="members must be >= 1"):
+        MLPHead(members=0)
