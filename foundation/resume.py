@@ -27,7 +27,7 @@ RESUMABLE = (
     "run_name", "run_dir", "run_label", "sweep_name", "ckpt_path", "paths.output_dir", "callbacks", "logger",
     "datamodule.num_workers", "trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.devices",
     "trainer.accelerator", "trainer.strategy", "trainer.num_nodes", "trainer.precision",
-    "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.default_root_dir",
+    "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.default_root_dir", "compile",
 )
 
 

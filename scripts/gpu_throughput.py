@@ -57,31 +57,13 @@ def compose_config(overrides: list[str], cpu: bool):
 
     fixed = ["experiment=gpu", "compile=true"]
     if cpu:
-        fixed += ["trainer.accelerator=cpu", "trainer.precision=32-true", "compile=false"]
+        fixed += ["trainer.accelerator=cpu", "trainer.precision=32-true", "compile=false", "optimizer.fused=null"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("pretrain", overrides=[*fixed, *overrides], return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.run_dir) / "throughput")  # not a Hydra run: no runtime dir
         del cfg["hydra"]
     return cfg
-
-
-def fused_adamw_module(**kwargs):
-    """A `PretrainingModule` whose AdamW runs the fused kernel (one launch for every parameter tensor).
-
-    PretrainingModule builds a plain AdamW; the groups' `fused` flag is read at every step, so switching it on
-    right after construction, before any step has made optimizer state, is the same as `AdamW(fused=True)`.
-    """
-    from foundation.lightning.pretraining import PretrainingModule
-
-    class FusedAdamWPretraining(PretrainingModule):
-        def configure_optimizers(self):
-            optimization = super().configure_optimizers()
-            for group in optimization["optimizer"].param_groups:
-                group["fused"], group["foreach"] = True, False
-            return optimization
-
-    return FusedAdamWPretraining(**kwargs)
 
 
 def throughput_meter(warmup_steps: int, synchronize):
@@ -135,11 +117,9 @@ def train_and_time(cfg, steps: int, warmup: int, synchronize):
     module_kwargs = dict(model_config=model_config.to_dict(), seed=int(cfg.seed), compile=bool(cfg.compile),
                          optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
                          scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True))
-    if cfg.trainer.accelerator == "cpu":
-        from foundation.lightning.pretraining import PretrainingModule
-        module = PretrainingModule(**module_kwargs)
-    else:
-        module = fused_adamw_module(**module_kwargs)
+    from foundation.lightning.pretraining import PretrainingModule
+
+    module = PretrainingModule(**module_kwargs)  # experiment=gpu sets optimizer.fused (AdamW's fused kernel)
     meter = throughput_meter(warmup, synchronize)
     trainer = hydra.utils.instantiate(
         cfg.trainer, max_epochs=-1, max_steps=warmup + steps, limit_val_batches=0, logger=False,

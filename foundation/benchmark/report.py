@@ -135,13 +135,14 @@ def serving_section(res: Mapping[str, Any]) -> list[str]:
     rows = []
     for r in res.get("score", []):
         rows.append(["/v1/score", f"{r['clients']} client(s)", _num(r["requests"]), _num(r["errors"]),
-                     _num(r["p50_ms"], 1), _num(r["p99_ms"], 1), f"{_num(r['requests_per_second'])} req/s"])
+                     _num(r["p50_ms"], 2), _num(r["p99_ms"], 2), _num(r.get("p999_ms"), 2),
+                     f"{_num(r['requests_per_second'])} req/s"])
     for r in res.get("ingest", []):
-        rows.append(["/v1/events", f"batches of {r['batch_size']}", _num(r["events"]), "0", "", "",
+        rows.append(["/v1/events", f"batches of {r['batch_size']}", _num(r["events"]), "0", "", "", "",
                      f"{_num(r['events_per_second'])} events/s"])
     h = res.get("history_ingest")
     if h:
-        rows.append(["/v1/events (history load)", f"batches of {h['batch_size']}", _num(h["events"]), "0", "", "",
+        rows.append(["/v1/events (history load)", f"batches of {h['batch_size']}", _num(h["events"]), "0", "", "", "",
                      f"{_num(h['events_per_second'])} events/s"])
     hist = res.get("history", {})
     head = (f"scripts/serve.py in a subprocess (SQLite state, synchronous=FULL, model windows of "
@@ -149,7 +150,11 @@ def serving_section(res: Mapping[str, Any]) -> list[str]:
             f"{hist.get('customers')} busiest customers ({hist.get('min_events')}-{hist.get('max_events')} events "
             f"each, {_num(hist.get('events'))} events) loaded first; scores are live charge attempts of those "
             "customers; ingestion on new entities.")
-    return [head, ""] + _table(["endpoint", "load", "n", "errors", "p50 ms", "p99 ms", "throughput"], rows)
+    lines = [head, ""] + _table(["endpoint", "load", "n", "errors", "p50 ms", "p99 ms", "p99.9 ms", "throughput"], rows)
+    if res.get("score_table"):  # where a score request's time goes (HTTP, features, model, head)
+        lines += ["", "Share of a `/v1/score` request per stage (from the service's own /metrics timers):", "",
+                  str(res["score_table"])]
+    return lines
 
 
 RENDERERS = {"data": ("1. Data stages", data_section), "training": ("2. Pretraining throughput", training_section),

@@ -76,7 +76,7 @@ class PretrainingModule(pl.LightningModule):
     Args:
         model_config: FoundationConfig as a dict (saved in the checkpoint's hyperparameters, so a
             checkpoint alone rebuilds the model; no pickled modules).
-        optimizer: {"lr", "weight_decay", "betas"}.
+        optimizer: {"lr", "weight_decay", "betas", optional "fused" (AdamW's fused GPU kernel)}.
         scheduler: {"warmup_ratio"}.
         seed: base of the per-epoch torch seed (dropout, masking).
         compile: run the model's forward (and so its backward) through `torch.compile`, falling back to eager
@@ -148,6 +148,7 @@ class PretrainingModule(pl.LightningModule):
             ],
             lr=float(opt_cfg["lr"]),
             betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
+            fused=bool(opt_cfg["fused"]) if opt_cfg.get("fused") is not None else None,  # one kernel (GPU)
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(float(self.hparams.scheduler.get("warmup_ratio", 0.0)) * total)

@@ -33,7 +33,8 @@ class FoundationConfig(PreTrainedConfig):
             which nearly doubled the CPU training step of `small` when measured.
         max_position (`int`): window length the model is trained on; the size of the learned index
             position table when one is used (`time_encoding="learned"` or `index_position=True`).
-        encoder_type (`str`): `"transformer"` (causal, SDPA) or `"gru"`.
+        encoder_type (`str`): `"transformer"` (causal, SDPA), `"gru"`, or `"mingru"` (a minGRU stack trained
+            by a parallel scan, served one event at a time: foundation/model/scan.py).
         time_encoding (`str`): position signal of the transformer: `"time_alibi"` (per-head attention bias
             `-slope_h * log1p(|t_i - t_j| / 1 min)` from real event times), `"learned"` (learned index
             positions), `"none"` (order only through the causal mask and the gap features).

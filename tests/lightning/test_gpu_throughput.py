@@ -48,11 +48,12 @@ def test_bad_step_count_is_a_clear_error():
     assert result.returncode == 2 and "--steps must be >= 1" in result.stderr
 
 
-def test_fused_adamw_module_trains():
-    script = _script()
+def test_optimizer_fused_builds_adamw_with_the_fused_kernel():
+    from foundation.lightning.pretraining import PretrainingModule
+
     torch.manual_seed(0)
-    module = script.fused_adamw_module(model_config=tiny_config().to_dict(), optimizer={"lr": 1e-3},
-                                       scheduler={"warmup_ratio": 0.0})
+    module = PretrainingModule(model_config=tiny_config().to_dict(), optimizer={"lr": 1e-3, "fused": True},
+                               scheduler={"warmup_ratio": 0.0})
     before = [param.detach().clone() for param in module.parameters()]
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
