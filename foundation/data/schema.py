@@ -198,6 +198,11 @@ class DataSchema:
                                   f"({list(self.fields)})")
 
     @property
+    def label_columns(self) -> list[str]:
+        """Raw columns of the labels read from the source (a derived label has none)."""
+        return [spec.column for spec in self.labels.values() if spec.column is not None]
+
+    @property
     def derived_labels(self) -> list[LabelSpec]:
         """Labels set by outcome events (`from_events`), computed after validation."""
         return [spec for spec in self.labels.values() if spec.from_events is not None]

@@ -119,9 +119,9 @@ class Embedder:
             except (TypeError, AttributeError) as err:
                 raise TypeError(f"events must be a pyarrow Table or a pandas DataFrame, got "
                                 f"{type(events).__name__}") from err
-        for label in self.schema.labels.values():  # labels are never inputs: absent ones are unknown
-            if label.column not in events.column_names:
-                events = events.append_column(label.column, pa.nulls(events.num_rows, pa.float64()))
+        for column in self.schema.label_columns:  # labels are never inputs: absent ones are unknown
+            if column not in events.column_names:
+                events = events.append_column(column, pa.nulls(events.num_rows, pa.float64()))
         return events
 
 

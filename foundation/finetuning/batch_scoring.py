@@ -69,7 +69,7 @@ def read_raw_events(path: str | Path, schema: DataSchema) -> tuple[pa.Table, set
     """
     source = SourceSpec.from_node({"path": str(path)})
     names = set(open_dataset(source).schema.names)
-    labels = {spec.column for spec in schema.labels.values()}
+    labels = set(schema.label_columns)
     present = labels & names
     table = read_events(replace(schema, source=source), [c for c in schema.raw_columns if c not in labels - present])
     for column in sorted(labels - present):

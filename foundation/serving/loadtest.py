@@ -96,7 +96,7 @@ def attempts_from_file(schema: DataSchema, path: str | None, n: int, at_ms: int 
     """Up to n charge attempts (raw JSON) from the events file: outcome fields, labels and event id dropped,
     and the time set to `at_ms` (default: now), after every ingested event: the live case, in which each
     entity's state is the cached one after its last event."""
-    drop = {f.column for f in schema.fields.values() if f.outcome} | {lb.column for lb in schema.labels.values()}
+    drop = {f.column for f in schema.fields.values() if f.outcome} | set(schema.label_columns)
     drop.add(schema.event_id or "event_id")
     ts = schema.timestamp
     at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms

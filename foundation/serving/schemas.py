@@ -116,7 +116,7 @@ class EventParser:
         kinds = {self.event_id_column: "id", s.timestamp.column: "timestamp"}
         kinds.update({e.column: "id" for e in s.entities.values()})
         kinds.update({f.column: f.type for f in s.fields.values()})
-        kinds.update({lb.column: "label" for lb in s.labels.values()})
+        kinds.update({column: "label" for column in s.label_columns})
         self._kinds = kinds
         self._entity_of = {e.column: e.type for e in s.entities.values()}
 
@@ -204,7 +204,7 @@ class EventParser:
 
     def _parse(self, rows: list[dict[str, Any]]) -> list[EventRecord]:
         keys = self.schema.column_keys
-        labels = {lb.column for lb in self.schema.labels.values()}
+        labels = set(self.schema.label_columns)
         problems: list[dict[str, Any]] = []
         columns: dict[str, list[str | None]] = {c: [None] * len(rows) for c in self._kinds}
         for i, row in enumerate(rows):

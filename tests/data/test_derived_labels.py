@@ -97,3 +97,20 @@ def test_bad_derived_labels_name_the_key(label, message):
     with pytest.raises(SchemaError, match="labels.is_fraud") as error:
         _schema(label)
     assert message in str(error.value)
+
+
+def test_a_derived_label_has_no_raw_column_anywhere_a_raw_event_is_read():
+    from foundation.embeddings.api import Embedder
+    from foundation.serving.schemas import EventParser
+
+    schema = _schema({"from_events": {"field": "event_type", "values": ["dispute"], "match": ["customer", "merchant"]}})
+    assert schema.label_columns == [] and [s.name for s in schema.derived_labels] == ["is_fraud"]
+    assert None not in schema.raw_columns
+    parser = EventParser(schema)  # the service's request parser: labels are never inputs
+    records = parser.parse_batch([{"tx": "a", "ts": "2024-01-10T00:00:00", "card": "c1", "terminal": "t1",
+                                   "kind": "charge", "amount": 1.0}], max_events=10)
+    assert len(records) == 1
+    embedder = Embedder.__new__(Embedder)  # the raw-table preparation of the Embedder, without a model
+    embedder.schema = schema
+    table = _raw(ROWS[:2])
+    assert embedder._raw_table(table).column_names == table.column_names
