@@ -82,13 +82,14 @@ class FrozenFeatures:
         for fraction in label_fractions(fr.cfg, self.label_fractions, task):
             train, validation = subsets(examples, fraction, fr.seed)
             head = self.head(task=task)
-            head.fit(matrix(train), labels_of(train), matrix(validation), labels_of(validation), **columns)
+            X_validation = matrix(validation)
+            head.fit(matrix(train), labels_of(train), X_validation, labels_of(validation), **columns)
             head.inputs = inputs
             results.append(ModelResult.from_examples(test, task.name, name, head.predict_proba(X_test), fraction,
                                                      train.num_rows, {"threshold": head.threshold,
                                                                       **head.result_extra()}))
             if fraction == 1.0:
-                fr.remember(task.name, name, Predictions(head.predict_proba(matrix(validation)), results[-1].scores,
+                fr.remember(task.name, name, Predictions(head.predict_proba(X_validation), results[-1].scores,
                                                           train.num_rows))
             if fraction == 1.0 and self.save:
                 head.save(out_dir / "heads" / task.name / name, task=task.name, entity_types=list(task.entities),

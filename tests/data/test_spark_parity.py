@@ -7,7 +7,6 @@ every test that uses it is `slow`. Skipped (with the reason) only when Java or p
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -39,6 +38,7 @@ from foundation.data.spark.sequences import build_sequences as build_sequences_s
 from foundation.data.spark.session import flatten_conf, spark_session  # noqa: E402
 from foundation.data.spark.source import raw_arrow_schema, read_events  # noqa: E402
 from foundation.data.spark.validate import validate as validate_spark  # noqa: E402
+from tests.scripts import load_script  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FLOAT_RTOL = 1e-9  # aggregate sums are added in Spark's order, not numpy's
@@ -278,8 +278,6 @@ def test_spark_conf_nests_and_stays_utc():
 
 
 def test_script_quotes_local_masters_for_hydra():
-    spec = importlib.util.spec_from_file_location("build_sequences_script", CONF.parent / "scripts" / "build_sequences.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("build_sequences")
     assert script.quote_master(["x.py", "spark.master=local[2]", "period=all", "spark.master='local[4]'"]) == [
         "x.py", "spark.master='local[2]'", "period=all", "spark.master='local[4]'"]

@@ -1,6 +1,5 @@
 """scripts/gpu_throughput.py: exits cleanly without a GPU, knows the bf16 peaks, and its wiring runs on CPU."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from tests.lightning.conftest import ROOT, script_env
 from tests.model.batches import make_batch, tiny_config
+from tests.scripts import load_script
 
 SCRIPT = ROOT / "scripts" / "gpu_throughput.py"
 # The world of the `tiny_project` fixture (conftest.TINY), so the prepared data is reused.
@@ -20,10 +20,7 @@ TINY_WORLD = ["synthetic.n_customers=200", "synthetic.n_merchants=60", "syntheti
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_throughput")
 
 
 def test_peak_table():

@@ -1,21 +1,15 @@
 """scripts/profile_step.py: the profile tables of a few tiny training steps."""
 
-import importlib.util
-from pathlib import Path
 
 import torch
 
 from foundation.model import FoundationForPretraining
 from tests.model.batches import make_batch, tiny_config
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_step.py"
+from tests.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("profile_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("profile_step")
 
 
 def test_op_kinds():

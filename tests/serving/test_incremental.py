@@ -39,6 +39,14 @@ def open_store(schema, path, max_events):
     return SqliteStateStore(path, max_events=max_events, buckets={"issuer": schema.entities["issuer"].bucket_ms})
 
 
+def filled_store(schema, raw, path, max_events):
+    """A state store holding every fixture event (ingested as shuffled batches)."""
+    store = open_store(schema, path, max_events)
+    for batch in shuffled_batches(raw, schema):
+        store.apply(batch)
+    return store
+
+
 def shuffled_batches(raw, schema, seed=0):
     """The fixture events as parsed batches of 5, shuffled inside blocks of 23 (late events across batches)."""
     rows = [json_event(raw, i) for i in range(raw.num_rows)]
@@ -158,9 +166,7 @@ def test_a_restart_rebuilds_the_live_states_from_the_durable_log(world):
 def test_state_size_per_entity(world):
     tmp, raw, schema, sequences = world
     scorer = Scorer.from_pretrained(tmp / "run")
-    store = open_store(schema, tmp / "size.sqlite", scorer.max_events)
-    for batch in shuffled_batches(raw, schema):
-        store.apply(batch)
+    store = filled_store(schema, raw, tmp / "size.sqlite", scorer.max_events)
     customer = sequences["customer"]["entity_id"][0].as_py()
     state = scorer.entity_states([("customer", customer)], store)[0]
     carry = scorer.engine.live.get(("customer", customer)).carry
@@ -210,9 +216,7 @@ def test_the_live_states_stay_within_their_memory_bound(world):
     """Beyond `live_bytes` the least recently used states go; an evicted entity is rebuilt by a window pass."""
     tmp, raw, schema, sequences = world
     probe = Scorer.from_pretrained(tmp / "run")
-    store = open_store(schema, tmp / "bound.sqlite", probe.max_events)
-    for batch in shuffled_batches(raw, schema):
-        store.apply(batch)
+    store = filled_store(schema, raw, tmp / "bound.sqlite", probe.max_events)
     refs = [(t, i) for t in ("customer", "merchant") for i in sequences[t]["entity_id"].to_pylist()]
     probe.entity_states(refs, store)
     sizes = [carry_nbytes(probe.engine.live.get(ref).carry) for ref in refs]
