@@ -97,7 +97,19 @@ def run_finetune(cfg: DictConfig, task_names: Sequence[str] | None = None) -> tu
 
 
 def finetune(cfg: DictConfig) -> Path:
-    """scripts/finetune.py: one task (cfg.task), the heads of cfg.heads, baselines, report. Returns the run folder."""
+    """scripts/finetune.py: one task (cfg.task), the heads of cfg.heads, baselines, report. Returns the run folder.
+
+    An entity task (`kind: entity`, e.g. task=merchant_risk) runs `foundation.entitytasks.run_entity_tasks`.
+    """
+    if cfg.task.get("kind") == "entity":
+        from foundation.entitytasks.pipeline import run_entity_tasks
+        from foundation.entitytasks.report import entity_table
+
+        out_dir = _start(cfg)
+        summary = run_entity_tasks(cfg, [cfg.task], out_dir)
+        save_config(cfg, out_dir / "config.yaml")
+        print(entity_table(summary))
+        return out_dir
     out_dir, _ = run_finetune(cfg)
     print(results_table(out_dir / "metrics.json"))
     return out_dir

@@ -1,0 +1,188 @@
+"""`run_entity_tasks(cfg, tasks)`: entity task examples, frozen entity embeddings and aggregates, heads and the
+aggregate LightGBM baseline at every label fraction, out-of-time metrics, saved heads, report.
+
+Models (each fitted on the train examples, early-stopped on validation, scored on test):
+- `probe`, `mlp`, `gbdt`: heads on the entity embedding as of the date (the pretrained model's state after the
+  entity's last event at or before as_of, plus a has-history flag); what the service serves;
+- `aggregates_lgbm`: the incumbent, a LightGBM on hand-crafted aggregates (counts, amounts, rates over
+  7/30/90 days, recency, tenure; `foundation.entitytasks.aggregates`);
+- `embeddings_aggregates_lgbm`: the same LightGBM on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import DictConfig
+
+from foundation.entitytasks.aggregates import AggregateConfig, entity_aggregates
+from foundation.entitytasks.heads import HEAD_KINDS, build_head
+from foundation.entitytasks.report import write_entity_report
+from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
+from foundation.entitytasks.targets import build_examples
+from foundation.entitytasks.timeline import EntityTimeline
+
+log = logging.getLogger(__name__)
+
+BASELINE = "aggregates_lgbm"
+BOTH = "embeddings_aggregates_lgbm"
+
+
+@dataclass
+class EntityResult:
+    """One model's test predictions on one entity task at one label fraction."""
+
+    task: str
+    model: str
+    problem: str
+    fraction: float
+    n_train: int
+    y: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray
+    classes: tuple[str, ...] = ()
+    entity: str = ""
+
+
+def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
+    """(Q, H + 1) the entity's state after its last event at or before each as_of, and a has-history flag.
+
+    The state is the pretrained model's (`PointInTimeStates.as_of` strictly before as_of + 1 ms): no event after
+    as_of enters it.
+    """
+    from foundation.pointintime import PointInTimeStates
+
+    states = PointInTimeStates(store, encoder).as_of(entity, entity_ids, np.asarray(as_of, np.int64) + 1)
+    return np.hstack([states.hidden, states.has_history[:, None].astype(np.float32)])
+
+
+def _train_subset(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
+    """Row indices of the train examples of a seeded share of the train entities (all rows at 1.0)."""
+    if fraction >= 1.0:
+        return np.arange(table.num_rows)
+    ids = pc.unique(table.column("entity_id")).sort()
+    n = max(2, int(round(fraction * len(ids))))
+    keep = ids.take(pa.array(np.sort(np.random.default_rng(seed).permutation(len(ids))[:n])))
+    return np.flatnonzero(np.asarray(pc.is_in(table.column("entity_id"), value_set=keep).to_numpy(
+        zero_copy_only=False), bool))
+
+
+class EntityTaskRun:
+    """The data of one entity task: examples and both feature blocks, by split."""
+
+    def __init__(self, spec: EntityTaskSpec, target: TargetSpec, events: pa.Table, schema: Any, store: Any,
+                 encoder: Any, seed: int):
+        self.spec, self.target = spec, target
+        timeline = EntityTimeline(events, spec.entity)
+        self.examples = build_examples(events, schema, spec, target, timeline, seed)
+        ids, as_of = self.examples.column("entity_id"), self.examples.column("as_of").to_numpy()
+        self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of)
+        self.aggregates, self.aggregate_names = entity_aggregates(
+            events, schema, timeline, AggregateConfig.from_config(spec.aggregates), ids, as_of)
+        split = self.examples.column("split").to_numpy(zero_copy_only=False)
+        self.rows = {name: np.flatnonzero(split == name) for name in ("train", "validation", "test")}
+        self.y = self.examples.column("target").to_numpy()
+        for name, rows in self.rows.items():
+            log.info("%s %s: %d examples, mean target %.4f", spec.name, name, len(rows), float(np.mean(self.y[rows]))
+                     if len(rows) else float("nan"))
+            if not len(rows):
+                raise ValueError(f"entity task {spec.name}: no {name} examples")
+
+    def features(self, block: str) -> np.ndarray:
+        if block == "embeddings":
+            return self.embeddings
+        if block == "aggregates":
+            return self.aggregates
+        return np.hstack([self.embeddings, self.aggregates])
+
+    def feature_names(self, block: str) -> list[str]:
+        emb = [f"embedding_{i}" for i in range(self.embeddings.shape[1] - 1)] + ["has_history"]
+        return {"embeddings": emb, "aggregates": self.aggregate_names}.get(block, emb + self.aggregate_names)
+
+
+def _models(cfg: DictConfig, spec: EntityTaskSpec) -> list[tuple[str, str, str]]:
+    """(name, head kind, feature block) of every model of the run: the configured heads that have an entity
+    version (probe, mlp, gbdt), then the baselines."""
+    names = [n for n in (cfg.get("heads") or {}) if n in HEAD_KINDS] or list(HEAD_KINDS)
+    skipped = [n for n in (cfg.get("heads") or {}) if n not in HEAD_KINDS]
+    if skipped:
+        log.info("entity task %s: heads %s have no entity version (entity heads: %s)", spec.name, skipped,
+                 list(HEAD_KINDS))
+    return [(n, n, "embeddings") for n in names] + [(BASELINE, "gbdt", "aggregates"), (BOTH, "gbdt", "both")]
+
+
+def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint: str) -> list[EntityResult]:
+    """Fit every model at every label fraction; save the embedding heads trained on all labels."""
+    spec, target = data.spec, data.target
+    train, validation, test = (data.rows[s] for s in ("train", "validation", "test"))
+    groups = data.examples.column("entity_id").to_numpy(zero_copy_only=False)[test]
+    fractions = [float(f) for f in (cfg.get("label_fractions") or spec.label_fractions)]
+    results = []
+    for name, kind, block in _models(cfg, spec):
+        X, names = data.features(block), data.feature_names(block)
+        for fraction in fractions:
+            rows = train[_train_subset(data.examples.take(pa.array(train)), fraction, int(cfg.seed))]
+            head = build_head(kind, target.problem, target.n_outputs, spec.heads.get(kind))
+            extra = {"feature_names": names} if kind == "gbdt" else {}
+            started = time.perf_counter()
+            head.fit(X[rows], data.y[rows], X[validation], data.y[validation], **extra)
+            results.append(EntityResult(spec.name, name, target.problem, fraction, len(rows), data.y[test],
+                                        head.predict_proba(X[test]), groups, target.classes, spec.entity))
+            log.info("%s/%s at %.0f%% labels: %.1f s", spec.name, name, 100 * fraction, time.perf_counter() - started)
+            if fraction == 1.0 and block == "embeddings":
+                head.save(out_dir / "heads" / spec.name / name, kind="entity", task=spec.name,
+                          entity_type=spec.entity, entity_types=[spec.entity], problem=target.problem,
+                          classes=list(target.classes), checkpoint=checkpoint)
+    return results
+
+
+def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path) -> dict[str, Any]:
+    """Run entity tasks on a pretrained checkpoint and write entity_metrics.json, entity_report.md, plots.
+
+    Args:
+        cfg: a finetune config (conf/finetune.yaml): checkpoint, data, seed, heads, label_fractions, report.
+        task_configs: conf/task/<name>.yaml contents of `kind: entity` tasks.
+        out_dir: the run folder.
+    Returns:
+        The summary written to entity_metrics.json (tasks, skipped tasks with reasons, timings).
+    """
+    from foundation.pointintime import PointInTimeEncoder, PretrainedRun
+    from foundation.preparation import load_events
+
+    started = time.perf_counter()
+    run = PretrainedRun.load(cfg.checkpoint)
+    data_cfg = cfg.get("data")
+    paths = {"root_dir": cfg.paths.root_dir, "data_dir": cfg.paths.data_dir} if data_cfg is not None else None
+    schema, store, _ = run.store(run.data_config(data_cfg, paths))
+    events, _ = load_events(schema)
+    encoder = PointInTimeEncoder(run.model, run.tokenizer.field_specs(), int(cfg.batch_tokens), str(cfg.device))
+    timings = {"load": round(time.perf_counter() - started, 2)}
+    results, skipped = [], {}
+    for task_cfg in task_configs:
+        spec = EntityTaskSpec.from_config(task_cfg)
+        target, why = spec.resolve(schema)
+        if target is None:
+            log.warning("entity task %s skipped on dataset %s: %s", spec.name, schema.name, why)
+            skipped[spec.name] = why
+            continue
+        t0 = time.perf_counter()
+        data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed))
+        timings[f"{spec.name}/features"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        results += train_models(cfg, data, out_dir, str(run.hf_dir))
+        timings[f"{spec.name}/models"] = round(time.perf_counter() - t0, 2)
+    report = cfg.get("report") or {}
+    t0 = time.perf_counter()
+    summary = write_entity_report(out_dir, results, BASELINE, int(report.get("n_bootstrap", 1000)), int(cfg.seed),
+                                  skipped=skipped, dataset=schema.name)
+    timings["report"] = round(time.perf_counter() - t0, 2)
+    summary["timings_s"] = timings
+    return summary
