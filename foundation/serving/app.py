@@ -5,6 +5,7 @@ Routes (JSON in and out; errors are `{"error": {"status", "message", "problems":
 - `POST /v1/score`       one charge attempt -> fraud / approval probabilities; `?commit=true` also applies it.
 - `GET  /v1/entities/{entity_type}/{entity_id}`            the entity's retained state (ids, count).
 - `GET  /v1/entities/{entity_type}/{entity_id}/embedding`  point-in-time embedding (`?as_of=` optional).
+- `GET  /v1/entities/{entity_type}/{entity_id}/scores`     entity task scores (foundation.serving.entity_scores).
   An entity id may hold "/" (the route takes the rest of the path); one ending in "/embedding" cannot be read.
 - `GET  /healthz`, `GET /metrics` (Prometheus text); never behind the token.
 - `GET  /docs`, `/redoc`, `/openapi.json`: behind the token when one is set (the API is not public either).
@@ -35,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from foundation.serving.body import parse_json, read_body
+from foundation.serving.entity_scores import add_entity_scores_route, load_entity_heads
 from foundation.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from foundation.serving.openapi import add_docs, json_body
 from foundation.serving.schemas import EventParser, RequestError, parse_as_of, request_models
@@ -277,6 +279,8 @@ def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], None],
 
         return JSONResponse(await to_thread.run_sync(embed, limiter=model_slots))
 
+    add_entity_scores_route(app, svc, guard, model_slots)  # before the entity route, whose path would match it
+
     @app.get("/v1/entities/{entity_type}/{entity_id:path}", dependencies=guard)
     async def get_entity(entity_type: str, entity_id: str) -> JSONResponse:
         svc.parser.check_entity_type(entity_type)
@@ -334,8 +338,9 @@ def build_app(cfg: Any) -> FastAPI:
         raise ValueError(f"state.max_events={max_events} is below the model's max_position + 1 = {needed}: "
                          "windows would be cut and online scores would differ from the batch path")
     buckets = {e.type: int(e.bucket_ms) for e in schema.entities.values() if e.representation == "aggregate"}
-    store = build_state_store(state_cfg, max_events, buckets)
-    return create_app(EventParser(schema), store, scorer, service_settings(cfg))
+    app = create_app(EventParser(schema), build_state_store(state_cfg, max_events, buckets), scorer, service_settings(cfg))
+    app.state.entity_heads = load_entity_heads(cfg.get("entity_tasks"), cfg.get("finetune_run")) if scorer else []
+    return app
 
 
 def service_settings(cfg: Any) -> ServiceSettings:
