@@ -51,5 +51,13 @@ def quickstart(cfg: DictConfig) -> Path:
     report_dir, table = finetune_all(finetune_cfg)
     print(table)
     print(f"report (metrics.json, report.md, plots): {report_dir}")
+
+    entity_tasks = list(cfg.get("entity_tasks", ["merchant_risk"]))  # +entity_tasks=[] skips the block
+    if entity_tasks:
+        _banner(f"entity tasks ({', '.join(entity_tasks)}): heads on the entity embedding vs aggregates LightGBM")
+        from foundation.entitytasks.pipeline import quickstart_entity_tasks
+
+        print(quickstart_entity_tasks(finetune_cfg, report_dir, entity_tasks))
+        print(f"entity report (entity_metrics.json, entity_report.md): {report_dir}")
     print(f"quickstart finished in {time.perf_counter() - started:.0f} s")
     return report_dir

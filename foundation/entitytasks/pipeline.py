@@ -186,3 +186,26 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
     timings["report"] = round(time.perf_counter() - t0, 2)
     summary["timings_s"] = timings
     return summary
+
+
+# The quickstart's entity block (<= ~50 s on the default world): fewer merchants per as-of date, all labels only,
+# a 200-resample bootstrap.
+QUICKSTART_TASK = {"max_entities": 400, "label_fractions": [1.0]}
+QUICKSTART_BOOTSTRAP = 200
+
+
+def quickstart_entity_tasks(cfg: DictConfig, out_dir: Path, names: Sequence[str] = ("merchant_risk",)) -> str:
+    """The quickstart's entity task rows: conf/task/<name>.yaml with QUICKSTART_TASK on top, the run's probe, mlp
+    and gbdt heads against the aggregate LightGBM. Returns the results table (entity_report.md in out_dir)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from foundation.entitytasks.report import entity_table
+    from foundation.finetuning.config import CONF_DIR
+
+    tasks = [{**OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / f"{name}.yaml")), **QUICKSTART_TASK}
+             for name in names]
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.report = {**(cfg.get("report") or {}), "n_bootstrap": QUICKSTART_BOOTSTRAP}
+        cfg.label_fractions = None
+    return entity_table(run_entity_tasks(cfg, tasks, out_dir))

@@ -1,0 +1,68 @@
+"""The entity task run end to end on the tiny test world (untrained tiny checkpoint), and the as-of rule of the
+entity embeddings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import open_dict
+
+from foundation.entitytasks.pipeline import BASELINE, entity_embeddings
+from foundation.finetuning import finetune, finetune_config
+from foundation.heads import load_head
+from foundation.pointintime import PointInTimeEncoder, PointInTimeStates
+
+DECLINE_SOON = {  # a binary customer task the tiny world has both classes of
+    "name": "decline_soon", "kind": "entity", "entity": "customer", "schedule": {"every": "7d"}, "horizon": "30d",
+    "population": {"active_within": "30d"},
+    "target": {"measure": "count", "events": {"field": "event_type", "values": ["decline"]}, "problem": "binary",
+               "positive": {"op": ">", "value": 0}},
+    "aggregates": {"windows": ["7d", "30d"], "rates": {"decline": {"field": "event_type", "values": ["decline"]}}},
+    "label_fractions": [0.5, 1.0],
+    "heads": {"probe": {"max_epochs": 3}, "mlp": {"max_epochs": 3, "hidden_sizes": [16]},
+              "gbdt": {"num_boost_round": 20, "params": {"min_data_in_leaf": 5}}},
+}
+
+
+def test_entity_task_run_end_to_end(world, tmp_path, capsys):
+    cfg = finetune_config([f"checkpoint={world.run_dir}", f"paths.root_dir={tmp_path}", "run_name=entity",
+                           "head=[probe,mlp,gbdt,full]", "report.n_bootstrap=30"])
+    with open_dict(cfg):
+        cfg.task = DECLINE_SOON
+    folder = finetune(cfg)
+    summary = json.loads((folder / "entity_metrics.json").read_text())
+    task = summary["tasks"]["decline_soon"]
+    assert task["problem"] == "binary" and task["entity"] == "customer"
+    models = task["models"]
+    assert set(models) == {"probe", "mlp", "gbdt", BASELINE, "embeddings_aggregates_lgbm"}  # full: event tasks only
+    for name, entry in models.items():
+        assert set(entry["by_fraction"]) == {"0.5", "1.0"}
+        assert entry["by_fraction"]["0.5"]["n_train"] < entry["by_fraction"]["1.0"]["n_train"]
+        assert ("vs_" + BASELINE in entry) == (name != BASELINE)
+    for name in ("probe", "mlp", "gbdt"):  # embedding heads are saved, servable by the entity route
+        head = load_head(folder / "heads" / "decline_soon" / name)
+        assert head.metadata["kind"] == "entity" and head.metadata["entity_type"] == "customer"
+        assert head.n_features == world.run.model.config.hidden_size + 1
+    assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 5
+    assert (folder / "plots" / "entity_decline_soon_label_efficiency.png").exists()
+    assert "| decline_soon (customer, binary) | mlp |" in capsys.readouterr().out
+
+
+def test_entity_embeddings_read_the_events_at_or_before_as_of(world):
+    encoder = PointInTimeEncoder(world.run.model, world.run.tokenizer.field_specs(), 4096, "cpu")
+    keys = world.store.keys(world.store.shards("customer")[0])
+    entity = keys["entity_id"][0].as_py()
+    times = pc.cast(keys["event_time"][0].values, pa.int64()).to_numpy()
+    k = next(i for i in range(len(times) // 2, len(times) - 1) if times[i - 1] < times[i] < times[i + 1])
+    as_of = np.array([times[k], times[k] - 1, times[k] + 1], np.int64)
+    got = entity_embeddings(world.store, encoder, "customer", pa.array([entity] * 3), as_of)
+    states = PointInTimeStates(world.store, encoder).as_of("customer", pa.array([entity] * 2),
+                                                          np.array([times[k] + 1, times[k]]))
+    # at as_of = t_k the state includes event k; one ms earlier it does not; one ms later it is the same
+    assert states.index.tolist() == [k, k - 1]
+    np.testing.assert_allclose(got[0, :-1], states.hidden[0], rtol=1e-6)
+    np.testing.assert_allclose(got[2], got[0], rtol=1e-6)
+    assert not np.allclose(got[1, :-1], got[0, :-1]) and got[0, -1] == 1.0
