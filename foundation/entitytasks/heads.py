@@ -2,8 +2,8 @@
 hand-crafted aggregates).
 
 - `EntityNetHead`: standardised inputs -> linear (the probe, `hidden_sizes: []`) or an MLP; binary
-  cross-entropy, mean squared error on the standardised target, or cross-entropy; AdamW; the epoch with the best
-  validation loss is kept.
+  cross-entropy (positives weighted by negatives / positives), mean squared error on the standardised target, or
+  cross-entropy; AdamW; the epoch with the best validation loss is kept.
 - `EntityGBDTHead`: LightGBM with the problem's objective (binary / regression / multiclass), early stopping on
   the validation loss.
 
@@ -60,6 +60,7 @@ class EntityNetHead(Head):
         self.batch_size, self.max_epochs, self.patience, self.seed = (int(batch_size), int(max_epochs),
                                                                       int(patience), int(seed))
         self.target_mean, self.target_std = 0.0, 1.0
+        self.pos_weight = torch.tensor(1.0)
         self.network: nn.Module | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -84,8 +85,8 @@ class EntityNetHead(Head):
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.problem == "multiclass":
             return nn.functional.cross_entropy(logits, y.long())
-        if self.problem == "binary":
-            return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y)
+        if self.problem == "binary":  # positives weighted up to the negatives (rare outcomes: churn)
+            return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, pos_weight=self.pos_weight)
         return nn.functional.mse_loss(logits.squeeze(-1), (y - self.target_mean) / self.target_std)
 
     def fit(self, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> EntityNetHead:
@@ -93,6 +94,8 @@ class EntityNetHead(Head):
         X_train, X_val = np.nan_to_num(np.asarray(X_train, np.float32)), np.nan_to_num(np.asarray(X_val, np.float32))
         if self.problem == "regression":
             self.target_mean, self.target_std = float(np.mean(y_train)), float(max(np.std(y_train), 1e-9))
+        n_pos = float(np.sum(y_train)) if self.problem == "binary" else 0.0
+        self.pos_weight = torch.tensor(max(len(y_train) - n_pos, 1.0) / max(n_pos, 1.0))
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.network = self._build(X_train.shape[1])

@@ -2,8 +2,9 @@
 aggregate LightGBM baseline at every label fraction, out-of-time metrics, saved heads, report.
 
 Models (each fitted on the train examples, early-stopped on validation, scored on test):
-- `probe`, `mlp`, `gbdt`: heads on the entity embedding as of the date (the pretrained model's state after the
-  entity's last event at or before as_of, plus a has-history flag); what the service serves;
+- `probe`, `mlp`, `gbdt`: heads on the entity embedding as of the date (`foundation.entitytasks.embedding`: the
+  pretrained model's state after the entity's last event at or before as_of, a has-history flag, the days since
+  that event); what the service serves;
 - `aggregates_lgbm`: the incumbent, a LightGBM on hand-crafted aggregates (counts, amounts, rates over
   7/30/90 days, recency, tenure; `foundation.entitytasks.aggregates`);
 - `embeddings_aggregates_lgbm`: the same LightGBM on both.
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from omegaconf import DictConfig
 
 from foundation.entitytasks.aggregates import AggregateConfig, entity_aggregates
+from foundation.entitytasks.embedding import EXTRA_COLUMNS, entity_embeddings
 from foundation.entitytasks.heads import HEAD_KINDS, build_head
 from foundation.entitytasks.report import write_entity_report
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
@@ -50,18 +52,6 @@ class EntityResult:
     groups: np.ndarray
     classes: tuple[str, ...] = ()
     entity: str = ""
-
-
-def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
-    """(Q, H + 1) the entity's state after its last event at or before each as_of, and a has-history flag.
-
-    The state is the pretrained model's (`PointInTimeStates.as_of` strictly before as_of + 1 ms): no event after
-    as_of enters it.
-    """
-    from foundation.pointintime import PointInTimeStates
-
-    states = PointInTimeStates(store, encoder).as_of(entity, entity_ids, np.asarray(as_of, np.int64) + 1)
-    return np.hstack([states.hidden, states.has_history[:, None].astype(np.float32)])
 
 
 def _train_subset(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
@@ -104,7 +94,7 @@ class EntityTaskRun:
         return np.hstack([self.embeddings, self.aggregates])
 
     def feature_names(self, block: str) -> list[str]:
-        emb = [f"embedding_{i}" for i in range(self.embeddings.shape[1] - 1)] + ["has_history"]
+        emb = [f"embedding_{i}" for i in range(self.embeddings.shape[1] - len(EXTRA_COLUMNS))] + list(EXTRA_COLUMNS)
         return {"embeddings": emb, "aggregates": self.aggregate_names}.get(block, emb + self.aggregate_names)
 
 

@@ -92,7 +92,7 @@ def build_examples(events: pa.Table, schema: DataSchema, spec: EntityTaskSpec, t
     Returns:
         pa.Table: entity_id (string), as_of (int64 epoch ms), split, value (float64), target (int64 or float64).
     """
-    population = timeline.sums(timeline.event_values(selection_mask(events, spec.population)))
+    population = timeline.sums(timeline.event_values(selection_mask(events, spec.population.on(schema))))
     all_codes = np.arange(len(timeline.ids), dtype=np.int64)
     chosen_codes, chosen_dates, chosen_splits = [], [], []
     for split in SPLITS:

@@ -1,14 +1,16 @@
 """Entity task scores from the live state: `GET /v1/entities/{entity_type}/{entity_id}/scores`.
 
 An entity task head (`foundation.entitytasks`, saved under `<finetune run>/heads/<task>/<head>/` with head.json
-`kind: entity`) reads the entity's embedding as of now (or `?as_of=`) and a has-history flag, the same
-(H + 1) columns its fine-tune run built with `foundation.entitytasks.pipeline.entity_embeddings`. conf/serve.yaml
+`kind: entity`) reads the entity's embedding as of `?as_of=` (default: the service clock's now), the same (H + 2)
+columns its fine-tune run built with `foundation.entitytasks.embedding.entity_embeddings`: the live state after
+the entity's events at or before as_of, a has-history flag and the days since its last event. conf/serve.yaml
 `entity_tasks` names the heads; the service answers every head of the entity's type.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from foundation.entitytasks.embedding import elapsed_feature
 from foundation.serving.schemas import EventParser, RequestError, parse_as_of
 
 logger = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ class EntityTaskHead:
     model: Any
 
     def answer(self, features: np.ndarray) -> dict[str, Any]:
-        """The head's response entry for one entity's (1, H + 1) features."""
+        """The head's response entry for one entity's (1, H + 2) features."""
         scores = self.model.predict_proba(features)
         out: dict[str, Any] = {"head": self.name, "problem": self.problem}
         if self.problem == "binary":
@@ -82,7 +85,7 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
 
     Args:
         as_of: epoch ms; the state after the entity's events at or before it (the batch path's as-of rule), or
-            None for after its last event.
+            None for now (the state after its last event, the days since it counted to the service clock).
     """
     mine = [h for h in heads if h.entity_type == entity_type]
     if not mine:
@@ -90,7 +93,10 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
                                 f"(served: {sorted({h.entity_type for h in heads}) or 'none'})")
     cutoff = None if as_of is None else as_of + 1  # entity_states reads events strictly before its time
     state = scorer.engine.entity_states([(entity_type, entity_id)], store, cutoff, None, on_cache)[0]
-    features = np.r_[np.asarray(state.hidden, np.float32), np.float32(state.has_history)][None, :]
+    now = int(time.time() * 1000) if as_of is None else as_of
+    last = state.last_time if state.has_history and state.last_time is not None else -1
+    features = np.r_[np.asarray(state.hidden, np.float32), np.float32(state.has_history),
+                     elapsed_feature(np.array([last]), np.array([now]))][None, :]
     for head in mine:
         expected = getattr(head.model, "n_features", features.shape[1])
         if int(expected) != features.shape[1]:

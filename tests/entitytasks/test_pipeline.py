@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from omegaconf import open_dict
 
-from foundation.entitytasks.pipeline import BASELINE, entity_embeddings
+from foundation.entitytasks.embedding import DAY_MS, entity_embeddings
+from foundation.entitytasks.pipeline import BASELINE
 from foundation.finetuning import finetune, finetune_config
 from foundation.heads import load_head
 from foundation.pointintime import PointInTimeEncoder, PointInTimeStates
@@ -45,7 +47,7 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
     for name in ("probe", "mlp", "gbdt"):  # embedding heads are saved, servable by the entity route
         head = load_head(folder / "heads" / "decline_soon" / name)
         assert head.metadata["kind"] == "entity" and head.metadata["entity_type"] == "customer"
-        assert head.n_features == world.run.model.config.hidden_size + 1
+        assert head.n_features == world.run.model.config.hidden_size + 2
     assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 5
     assert (folder / "plots" / "entity_decline_soon_label_efficiency.png").exists()
     assert "| decline_soon (customer, binary) | mlp |" in capsys.readouterr().out
@@ -57,12 +59,17 @@ def test_entity_embeddings_read_the_events_at_or_before_as_of(world):
     entity = keys["entity_id"][0].as_py()
     times = pc.cast(keys["event_time"][0].values, pa.int64()).to_numpy()
     k = next(i for i in range(len(times) // 2, len(times) - 1) if times[i - 1] < times[i] < times[i + 1])
-    as_of = np.array([times[k], times[k] - 1, times[k] + 1], np.int64)
-    got = entity_embeddings(world.store, encoder, "customer", pa.array([entity] * 3), as_of)
+    as_of = np.array([times[k], times[k] - 1, times[k] + 1, times[k] + 3 * DAY_MS], np.int64)
+    got = entity_embeddings(world.store, encoder, "customer", pa.array([entity] * 4), as_of)
     states = PointInTimeStates(world.store, encoder).as_of("customer", pa.array([entity] * 2),
                                                           np.array([times[k] + 1, times[k]]))
     # at as_of = t_k the state includes event k; one ms earlier it does not; one ms later it is the same
     assert states.index.tolist() == [k, k - 1]
-    np.testing.assert_allclose(got[0, :-1], states.hidden[0], rtol=1e-6)
-    np.testing.assert_allclose(got[2], got[0], rtol=1e-6)
-    assert not np.allclose(got[1, :-1], got[0, :-1]) and got[0, -1] == 1.0
+    hidden = world.run.model.config.hidden_size
+    np.testing.assert_allclose(got[0, :hidden], states.hidden[0], rtol=1e-6)
+    np.testing.assert_allclose(got[2], got[0], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(got[1, :hidden], got[0, :hidden]) and got[0, hidden] == 1.0
+    # the last column counts the days since the last event at or before as_of
+    assert got[0, -1] == 0.0 and got[1, -1] == pytest.approx(np.log1p((times[k] - 1 - times[k - 1]) / DAY_MS), abs=1e-6)
+    if times[k + 1] > times[k] + 3 * DAY_MS:
+        assert got[3, -1] == pytest.approx(np.log1p(3.0))

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from foundation.entitytasks.heads import build_head
-from foundation.entitytasks.pipeline import entity_embeddings
+from foundation.entitytasks.embedding import entity_embeddings
 from foundation.serving.app import ServiceSettings, create_app
 from foundation.serving.entity_scores import load_entity_heads
 from foundation.serving.schemas import EventParser
@@ -20,7 +20,7 @@ from tests.serving.fixtures import build_checkpoint, json_event, write_events
 def _save_heads(folder, hidden: int) -> None:
     """An entity run's heads as `train_models` saves them: binary (merchants), multiclass (customers)."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, hidden + 1)).astype(np.float32)
+    X = rng.normal(size=(300, hidden + 2)).astype(np.float32)
     binary = build_head("probe", "binary", 2, {"max_epochs": 3}).fit(X, (X[:, 0] > 0).astype(int), X,
                                                                      (X[:, 0] > 0).astype(int))
     binary.save(folder / "heads" / "merchant_risk" / "probe", kind="entity", task="merchant_risk",
@@ -58,7 +58,10 @@ def test_scores_come_from_the_live_state(service):
     assert body.status_code == 200, body.text
     body = body.json()
     state = scorer.entity_states([("merchant", merchant)], store)[0]
-    features = np.r_[state.hidden, 1.0][None, :].astype(np.float32)
+    as_of = state.last_time + 2 * 86_400_000  # two days after its last event
+    body = client.get(f"/v1/entities/merchant/{merchant}/scores",
+                      params={"as_of": np.datetime64(as_of, "ms").astype(str)}).json()
+    features = np.r_[state.hidden, 1.0, np.log1p(2.0)][None, :].astype(np.float32)
     head = next(h for h in heads if h.task == "merchant_risk")
     assert body["has_history"] and set(body["scores"]) == {"merchant_risk"}
     assert body["scores"]["merchant_risk"]["probability"] == pytest.approx(float(head.model.predict_proba(features)[0]))

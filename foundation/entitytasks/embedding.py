@@ -1,0 +1,58 @@
+"""The entity embedding as of a date: what every entity task head reads, in batch and in the service.
+
+(Q, H + 2) columns: the pretrained model's state after the entity's last event at or before as_of (zeros without
+history), a has-history flag, and log(1 + days from that last event to as_of). The state alone cannot tell a
+customer seen yesterday from one silent for three weeks (it is computed at its last event); the elapsed time is
+the query's own input, as the time gap is an attempt's in the event tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DAY_MS = 86_400_000
+EXTRA_COLUMNS = ("has_history", "log_days_since_last_event")
+
+
+def elapsed_feature(last_ms: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
+    """(Q,) log(1 + days from the last event to as_of); 0 without history (last_ms < 0)."""
+    last_ms, as_of_ms = np.asarray(last_ms, np.int64), np.asarray(as_of_ms, np.int64)
+    days = np.maximum(as_of_ms - last_ms, 0) / DAY_MS
+    return np.where(last_ms >= 0, np.log1p(days), 0.0).astype(np.float32)
+
+
+def _last_times(store: Any, entity: str, ids: pa.Array, index: np.ndarray) -> np.ndarray:
+    """(Q,) epoch ms of each query's last included event (-1 without history)."""
+    out = np.full(len(ids), -1, dtype=np.int64)
+    for shard in store.shards(entity):
+        keys = store.keys(shard)
+        row = pc.fill_null(pc.index_in(ids, value_set=keys["entity_id"].combine_chunks()), -1)
+        row = row.to_numpy(zero_copy_only=False).astype(np.int64)
+        mine = np.flatnonzero((row >= 0) & (index >= 0))
+        times = keys["event_time"].combine_chunks()
+        values = pc.cast(times.values, pa.int64()).to_numpy(zero_copy_only=False)
+        out[mine] = values[times.offsets.to_numpy()[row[mine]] + index[mine]]
+    return out
+
+
+def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
+    """(Q, H + 2) entity embeddings as of each date (see the module docstring).
+
+    No event after as_of enters them: the state is `PointInTimeStates.as_of` strictly before as_of + 1 ms.
+
+    Args:
+        store: the SequenceStore; encoder: the PointInTimeEncoder of the model.
+        entity: entity type; entity_ids: (Q,) ids; as_of: (Q,) epoch ms.
+    """
+    from foundation.pointintime import PointInTimeStates
+
+    ids = pc.cast(entity_ids, pa.string())
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    as_of = np.asarray(as_of, np.int64)
+    states = PointInTimeStates(store, encoder).as_of(entity, ids, as_of + 1)
+    elapsed = elapsed_feature(_last_times(store, entity, ids, states.index), as_of)
+    return np.hstack([states.hidden, states.has_history[:, None].astype(np.float32), elapsed[:, None]])
