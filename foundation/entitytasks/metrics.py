@@ -1,7 +1,9 @@
 """Metrics of entity tasks with bootstrap confidence intervals and paired differences.
 
 binary: ROC-AUC and PR-AUC (scikit-learn's definitions, `foundation.evaluation.metrics`); regression: RMSE, MAE,
-R^2; multiclass: accuracy and macro-F1 of the argmax class. The bootstrap resamples entities, not examples: one
+R^2; multiclass: accuracy and macro-F1 of the argmax class, and the macro one-vs-rest ROC-AUC of the probabilities
+(a model that always answers the dominant class ties on macro-F1 with every other such model; the AUC still
+tells whether its probabilities rank). The bootstrap resamples entities, not examples: one
 entity's examples at successive as-of dates are correlated, so a resample draws entities with replacement and
 takes all their examples (a cluster bootstrap). A paired difference scores two models on the same draws.
 """
@@ -36,6 +38,14 @@ def accuracy(y: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
+def macro_auc(y: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean over the classes present in y of the one-vs-rest ROC-AUC of their probability: whether the scores
+    rank, whatever the decision rule (scikit-learn's multi_class="ovr", average="macro" when all are present)."""
+    present = [k for k in np.unique(y) if 0 < np.sum(y == k) < len(y)]
+    return float(np.mean([roc_auc((y == k).astype(int), probabilities[:, k]) for k in present])) if present else \
+        float("nan")
+
+
 def macro_f1(y: np.ndarray, probabilities: np.ndarray) -> float:
     """Unweighted mean over the classes present in y or predicted of each class's F1 (scikit-learn's macro)."""
     predicted = np.argmax(probabilities, axis=1)
@@ -50,7 +60,7 @@ def macro_f1(y: np.ndarray, probabilities: np.ndarray) -> float:
 METRICS: dict[str, dict[str, Callable[[np.ndarray, np.ndarray], float]]] = {
     "binary": {"roc_auc": roc_auc, "pr_auc": pr_auc},
     "regression": {"rmse": rmse, "mae": mae, "r2": r2},
-    "multiclass": {"accuracy": accuracy, "macro_f1": macro_f1},
+    "multiclass": {"accuracy": accuracy, "macro_f1": macro_f1, "macro_auc": macro_auc},
 }
 
 

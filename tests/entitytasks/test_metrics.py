@@ -31,6 +31,7 @@ def test_point_metrics_equal_scikit_learn():
     multi = point_metrics("multiclass", yc, pc)
     assert multi["accuracy"] == pytest.approx(sk.accuracy_score(yc, pc.argmax(1)))
     assert multi["macro_f1"] == pytest.approx(sk.f1_score(yc, pc.argmax(1), average="macro"))
+    assert multi["macro_auc"] == pytest.approx(sk.roc_auc_score(yc, pc, multi_class="ovr", average="macro"))
     # a class never predicted counts with F1 0, as scikit-learn's macro average does
     never = np.tile([0.9, 0.05, 0.05], (len(yc), 1))
     assert point_metrics("multiclass", yc, never)["macro_f1"] == pytest.approx(
