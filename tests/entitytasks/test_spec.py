@@ -46,3 +46,11 @@ def test_a_card_transaction_schema_falls_back_or_skips_with_the_reason():
     assert distress is None and "event_type" in why
     issuer, why = _spec("issuer_decline_shift").resolve(schema)
     assert issuer is None and "no entity 'issuer'" in why
+
+
+@pytest.mark.parametrize("name", ENTITY_TASKS)
+def test_finetune_config_composes_each_entity_task(name):
+    from foundation.finetuning import finetune_config
+
+    cfg = finetune_config(["checkpoint=x", f"task={name}"])
+    assert is_entity_task(cfg.task) and EntityTaskSpec.from_config(cfg.task) == _spec(name)
