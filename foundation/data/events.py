@@ -85,7 +85,12 @@ def convert_events(raw: pa.Table, schema: DataSchema) -> Conversion:
                                "unparsable_timestamp"))]
     jobs += [(ent.id_column, partial(_to_string, raw[ent.column], ent.column, keys))
              for ent in schema.entities.values()]
+    added = None if schema.label_events is None else schema.label_events.field
     for spec in schema.fields.values():
+        if spec.name == added and spec.column not in raw.column_names:
+            # No raw column: the source events carry no landed label; foundation/data/label_events.py appends them.
+            jobs.append((spec.name, partial(_no_label_event, n)))
+            continue
         values = raw[spec.column]
         if spec.type == "numeric":
             job = partial(_to_float, values, spec.column, keys, f"wrong_type.{spec.name}")
@@ -198,6 +203,11 @@ def _to_float(col: pa.ChunkedArray, column: str, keys: dict[str, str], reason: s
     ok = pc.match_substring_regex(text, _NUMBER_RE)
     parsed = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
     return parsed, _issue(reason, column, keys, "value is not a number", _failed(text, parsed))
+
+
+def _no_label_event(n: int) -> tuple[pa.Array, None]:
+    """The label-event field of the source events: null (a source event is never a landed label)."""
+    return pa.nulls(n, pa.string()), None
 
 
 def _unknown_label(n: int) -> tuple[pa.Array, None]:

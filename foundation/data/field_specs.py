@@ -232,3 +232,34 @@ class LabelSpec:
         return cls(name=name, column=column_name(node.get("column", name), f"{key}.column"))
 
 
+@dataclass(frozen=True)
+class LabelEvents:
+    """Positive labels that become events of the sequences once they land (foundation/data/label_events.py).
+
+    Attributes:
+        labels: the labels whose positives become events, at event time + `splits.label_delay`.
+        field: the categorical outcome field the label events carry (the label's name; null on other events).
+            It has no raw column: the framework adds it to the schema's fields.
+    """
+
+    labels: tuple[str, ...]
+    field: str = "landed_label"
+
+    @classmethod
+    def from_node(cls, node: Any) -> LabelEvents:
+        key = "label_events"
+        if isinstance(node, (list, tuple, str)):
+            node = {"labels": node}
+        node = mapping(node, key)
+        check_keys(node, ("labels", "field"), key)
+        labels = node.get("labels")
+        labels = (str(labels),) if isinstance(labels, str) else tuple(str(v) for v in (labels or ()))
+        if not labels:
+            raise SchemaError(f"{key}.labels: name at least one label whose positives become events, "
+                              f"e.g. label_events: {{labels: [is_fraud]}}")
+        return cls(labels=labels, field=str(node.get("field", cls.field)))
+
+    def field_spec(self) -> FieldSpec:
+        """The field the label events carry: categorical, an outcome (never known when an event is scored)."""
+        return FieldSpec(name=self.field, column=self.field, type="categorical", outcome=True)
+

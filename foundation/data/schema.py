@@ -45,6 +45,7 @@ from foundation.data.field_specs import (
     SOURCE_FORMATS,
     EntitySpec,
     FieldSpec,
+    LabelEvents,
     LabelSpec,
     SourceSpec,
     TimestampSpec,
@@ -53,7 +54,8 @@ from foundation.data.periods import SPLIT_NAMES, Period, Splits
 
 __all__ = [
     "ENCODER_OPTIONS", "ENTITY_TYPES", "EPOCH_UNITS", "FIELD_TYPES", "ON_ERROR", "REPRESENTATIONS", "RESERVED_NAMES",
-    "SOURCE_FORMATS", "SPLIT_NAMES", "DataSchema", "DataValidationError", "EntitySpec", "FieldSpec", "LabelSpec",
+    "SOURCE_FORMATS", "SPLIT_NAMES", "DataSchema", "DataValidationError", "EntitySpec", "FieldSpec", "LabelEvents",
+    "LabelSpec",
     "Period", "SchemaError", "SourceSpec", "Splits", "TimestampSpec", "ValidationPolicy", "parse_duration",
 ]
 
@@ -65,7 +67,8 @@ RESERVED_NAMES = frozenset(
      "entity_index", "hour", "dow", "time", "time_gap", "time_gap_bin"} | {f"{e}_id" for e in ENTITY_TYPES}
 )
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TOP_KEYS = ("name", "source", "timestamp", "event_id", "entities", "fields", "labels", "splits", "validation")
+_TOP_KEYS = ("name", "source", "timestamp", "event_id", "entities", "fields", "labels", "label_events", "splits",
+             "validation")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class DataSchema:
     event_id: str | None = None
     splits: Splits = field(default_factory=Splits)
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    label_events: LabelEvents | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> DataSchema:
@@ -133,15 +137,22 @@ class DataSchema:
                 EntitySpec.from_node(str(etype), entities_node[etype])  # raises the unknown-type error
         fields = {n: FieldSpec.from_node(n, v) for n, v in mapping(node.get("fields"), "fields").items()}
         labels = {n: LabelSpec.from_node(n, v) for n, v in mapping(node.get("labels"), "labels").items()}
+        label_events = None if node.get("label_events") is None else LabelEvents.from_node(node["label_events"])
+        if label_events is not None:
+            _check_label_events(label_events, fields, labels)
+            fields[label_events.field] = label_events.field_spec()
         event_id = node.get("event_id")
         if event_id is not None:
             event_id = column_name(event_id, "event_id")
         schema = cls(name=name, source=SourceSpec.from_node(node["source"]),
                      timestamp=TimestampSpec.from_node(node.get("timestamp")), entities=entities, fields=fields,
                      labels=labels, event_id=event_id, splits=Splits.from_node(node.get("splits")),
-                     validation=ValidationPolicy.from_node(node.get("validation")))
+                     validation=ValidationPolicy.from_node(node.get("validation")), label_events=label_events)
         schema._check_names()
         schema._check_derived_labels()
+        if label_events is not None and schema.splits.label_delay_ms <= 0:
+            raise SchemaError("label_events: needs splits.label_delay > 0 (a label event lands at event time + "
+                              "label_delay, strictly after the event it labels), e.g. label_delay: 7d")
         return schema
 
     @classmethod
@@ -213,12 +224,18 @@ class DataSchema:
         keys: dict[str, str] = {}
         pairs = [("event_id", self.event_id), ("timestamp.column", self.timestamp.column)]
         pairs += [(f"entities.{e.type}.column", e.column) for e in self.entities.values()]
-        pairs += [(f"fields.{f.name}.column", f.column) for f in self.fields.values()]
+        pairs += [(f"fields.{f.name}.column", f.column) for f in self.raw_fields]
         pairs += [(f"labels.{lb.name}.column", lb.column) for lb in self.labels.values()]
         for key, column in pairs:
             if column is not None:
                 keys.setdefault(column, key)
         return keys
+
+    @property
+    def raw_fields(self) -> list[FieldSpec]:
+        """The fields read from a raw column (all but the field of `label_events`, which the framework fills)."""
+        added = None if self.label_events is None else self.label_events.field
+        return [spec for spec in self.fields.values() if spec.name != added]
 
     @property
     def raw_columns(self) -> list[str]:
@@ -250,6 +267,15 @@ class DataSchema:
                 f"dataset '{self.name}': missing column(s) {named} in source '{self.source.path}'; "
                 f"available columns: {', '.join(map(repr, available))}. Fix the column names in "
                 f"conf/data/{self.name}.yaml or the data.")
+
+
+def _check_label_events(spec: LabelEvents, fields: dict[str, FieldSpec], labels: dict[str, LabelSpec]) -> None:
+    unknown = [name for name in spec.labels if name not in labels]
+    if unknown:
+        raise SchemaError(f"label_events.labels: {unknown} are not labels of the schema; labels: {list(labels)}")
+    if spec.field in fields:
+        raise SchemaError(f"label_events.field: {spec.field!r} is already a field; the label events need a new "
+                          f"field name (the framework adds it), e.g. field: landed_label")
 
 
 def _resolve(cfg: DictConfig | Mapping[str, Any]) -> dict:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from foundation.data.derived_labels import derive_labels
 from foundation.data.events import as_mask, convert_events
+from foundation.data.label_events import append_label_events
 from foundation.data.problems import (
     BLANK_RE,
     Problem,
@@ -44,16 +45,19 @@ class ValidationResult:
     """Output of `validate`.
 
     Attributes:
-        table: the canonical table of the clean rows, in input order.
+        table: the canonical table of the clean rows, in input order, then the label events of the schema's
+            `label_events` (none without it).
         quarantine_counts: reason -> number of rows quarantined (empty when all rows are clean).
         quarantine_paths: reason -> the parquet file those rows were written to.
-        n_input_rows: rows in the input; == table.num_rows + sum(quarantine_counts.values()).
+        n_input_rows: rows in the input; == table.num_rows - n_label_events + sum(quarantine_counts.values()).
+        n_label_events: label events appended (`foundation.data.label_events`).
     """
 
     table: pa.Table
     quarantine_counts: dict[str, int] = field(default_factory=dict)
     quarantine_paths: dict[str, Path] = field(default_factory=dict)
     n_input_rows: int = 0
+    n_label_events: int = 0
 
     @property
     def n_quarantined(self) -> int:
@@ -119,8 +123,10 @@ def validate(data: pa.Table, schema: DataSchema, quarantine_dir: str | Path | No
         paths = _write_quarantine(source, found, quarantine_folder(quarantine_dir, schema), schema, n)
         table = table.filter(pa.array(~bad))
     table = derive_labels(table, schema)  # after quarantine: a bad row never marks or is marked
+    clean = table.num_rows
+    table = append_label_events(table, schema)  # after derivation: a derived label can land as an event too
     return ValidationResult(table=table, quarantine_counts={p.reason: p.count for p in problems},
-                            quarantine_paths=paths, n_input_rows=n)
+                            quarantine_paths=paths, n_input_rows=n, n_label_events=table.num_rows - clean)
 
 
 def _check(reason: str, values: pa.ChunkedArray, source_values: pa.ChunkedArray,

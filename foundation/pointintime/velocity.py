@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from foundation.data.label_events import is_label_event
 from foundation.data.schema import DataSchema
 from foundation.evaluation.splits import schema_period, to_datetime
 from foundation.pointintime.velocity_config import VelocityConfig, VelocityFeatures
@@ -78,6 +80,9 @@ def velocity_features(
     """
     if not isinstance(config, VelocityConfig):
         config = VelocityConfig.from_config(config)
+    landed = is_label_event(events, schema)
+    if landed.any():  # a fraud team's features read labels through the risk block, never as events
+        return _without_label_events(events, schema, config, categories, fit_until, landed)
     for column in ("event_id", "event_time"):
         if column not in events.column_names:
             raise ValueError(f"velocity features: event table lacks column {column!r}")
@@ -96,6 +101,17 @@ def velocity_features(
         categorical=categorical,
         categories=vocabularies,
     )
+
+
+def _without_label_events(events: pa.Table, schema: DataSchema, config: VelocityConfig,
+                          categories: Mapping[str, Sequence[str]] | None, fit_until: Any,
+                          landed: np.ndarray) -> VelocityFeatures:
+    """The features of the source events; the label events' rows are NaN (they are never examples)."""
+    found = velocity_features(events.filter(pa.array(~landed)), schema, config, categories, fit_until)
+    values = np.full((len(events), found.values.shape[1]), np.nan, dtype=found.values.dtype)
+    values[~landed] = found.values
+    return replace(found, event_id=as_string(events.column("event_id")).to_numpy(zero_copy_only=False),
+                   values=values)
 
 
 def _history_blocks(events: pa.Table, schema: DataSchema, config: VelocityConfig, times: np.ndarray) -> list[Block]:

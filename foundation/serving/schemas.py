@@ -121,6 +121,13 @@ class EventParser:
         self._entity_of = {e.column: e.type for e in s.entities.values()}
 
     @property
+    def _optional_fields(self) -> set[str]:
+        """Columns an event may omit besides labels: the landed-label field (`label_events`), set only on
+        the label events a client posts when a label lands."""
+        spec = self.schema.label_events
+        return set() if spec is None else {self.schema.fields[spec.field].column}
+
+    @property
     def event_id_column(self) -> str:
         """Raw column of the event id; "event_id" when the schema has none (the service needs one)."""
         return self.schema.event_id or "event_id"
@@ -204,7 +211,7 @@ class EventParser:
 
     def _parse(self, rows: list[dict[str, Any]]) -> list[EventRecord]:
         keys = self.schema.column_keys
-        labels = set(self.schema.label_columns)
+        labels = set(self.schema.label_columns) | self._optional_fields
         problems: list[dict[str, Any]] = []
         columns: dict[str, list[str | None]] = {c: [None] * len(rows) for c in self._kinds}
         for i, row in enumerate(rows):
@@ -372,7 +379,7 @@ def request_models(schema: DataSchema) -> tuple[type[BaseModel], type[BaseModel]
             nullable = kind == "label" or (spec is not None and spec.allow_null)
             annotation = _JSON_TYPES[kind] | None if nullable or column in optional else _JSON_TYPES[kind]
             extra = {"ge": spec.min, "le": spec.max} if spec is not None and spec.type == "numeric" else {}
-            required = column not in optional and kind != "label"
+            required = column not in optional and kind != "label" and column not in parser._optional_fields
             fields[f"f{i}"] = (annotation, Field(... if required else None, alias=column,
                                                  description=f"{kind} ({keys.get(column, 'event_id')})",
                                                  **{k: v for k, v in extra.items() if v is not None}))

@@ -172,6 +172,22 @@ def test_row_number_ids_history_window_and_pinned_counts(spark, world, tmp_path)
     assert_same_sequences(tmp_path / "pa", tmp_path / "sp")
 
 
+@pytest.mark.slow
+def test_label_events_match_pyarrow(spark, world, tmp_path):
+    """`label_events`: Spark appends the same landed-label events, so the shards are the same."""
+    schema = schema_for(world, label_events="[is_fraud]")
+    result = validate_pyarrow(read_events_pyarrow(schema), schema, quarantine_dir=tmp_path / "q_pa")
+    assert result.n_label_events > 0
+    build_sequences_pyarrow(result.table, schema, tmp_path / "pa", entities_per_shard=100)
+    spark_result = validate_spark(read_events(spark, schema), schema, quarantine_dir=tmp_path / "q_sp",
+                                  raw_arrow=raw_arrow_schema(schema))
+    try:
+        build_sequences_spark(spark_result.frame, schema, tmp_path / "sp", entities_per_shard=100)
+    finally:
+        spark_result.unpersist()
+    assert_same_sequences(tmp_path / "pa", tmp_path / "sp")
+
+
 CSV_HEADER = "time;card;terminal;amt;mcc;result;settled;fraud_flag\n"
 
 

@@ -95,8 +95,11 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
         ("event_id", ("rows",) if schema.event_id is None else ("string", schema.event_id)),
         ("event_time", ("time", ts.column, ts.unit, ts.format, "unparsable_timestamp"))]
     jobs += [(ent.id_column, ("string", ent.column)) for ent in schema.entities.values()]
+    added = None if schema.label_events is None else schema.label_events.field
     for spec in schema.fields.values():
-        if spec.type == "numeric":
+        if spec.name == added and spec.column not in frame.columns:  # landed labels: appended after validation
+            jobs.append((spec.name, ("null", None, "string")))
+        elif spec.type == "numeric":
             jobs.append((spec.name, ("float", spec.column, f"wrong_type.{spec.name}")))
         elif spec.type == "timestamp":
             jobs.append((spec.name, ("time", spec.column, spec.unit, spec.format,
@@ -104,8 +107,8 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
         else:
             jobs.append((spec.name, ("string", spec.column)))
     # A derived label (from_events) is null here: only the pyarrow path, which fine-tuning reads, derives it.
-    jobs += [(label.name, ("label", label.column, label.name) if label.from_events is None else ("null",))
-             for label in schema.labels.values()]
+    jobs += [(label.name, ("label", label.column, label.name) if label.from_events is None
+              else ("null", None, "double")) for label in schema.labels.values()]
     for _, job in jobs:  # column-wide facts first, so they are computed in one pass
         planner.request(job)
     planner.resolve_facts()
@@ -114,7 +117,7 @@ def convert_columns(frame: DataFrame, schema: DataSchema, row: Column, raw_arrow
         if job[0] == "rows":
             out.append(Converted(name, row.cast("string")))
         elif job[0] == "null":
-            out.append(Converted(name, F.lit(None).cast("double")))
+            out.append(Converted(name, F.lit(None).cast(job[2])))
         else:
             out.append(planner.convert(name, job))
     return out

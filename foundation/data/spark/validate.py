@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from foundation.data import problems as shared
+from foundation.data.label_events import SEPARATOR as LABEL_EVENT_SEPARATOR
 from foundation.data.problems import Problem
 from foundation.data.schema import DataSchema, DataValidationError
 from foundation.data.spark.conversion import Converted, convert_columns, to_timestamp_ms
@@ -128,7 +129,7 @@ def validate(raw: DataFrame, schema: DataSchema, quarantine_dir: str | Path | No
     except BaseException:
         tagged.unpersist()
         raise
-    clean = tagged.filter(F.col(REASON).isNull()).select(*[c.name for c in converted])
+    clean = _with_label_events(tagged.filter(F.col(REASON).isNull()).select(*[c.name for c in converted]), schema)
     return SparkValidationResult(frame=clean, quarantine_counts={p.reason: p.count for p in problems},
                                  quarantine_paths=paths, n_input_rows=n, n_clean_rows=stats.get(None, (0, 0))[0],
                                  problems=problems, cached=tagged)
@@ -223,3 +224,34 @@ def _write_quarantine(raw: DataFrame, tagged: DataFrame, raw_columns: list[str],
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return shared.finish_quarantine(qdir, previous, problems, schema, n)
+
+
+def _with_label_events(frame: DataFrame, schema: DataSchema) -> DataFrame:
+    """`frame` plus the label events of `schema.label_events`, as `foundation.data.label_events` appends them.
+
+    A derived label (`from_events`) is null on the Spark path, so it lands no event here."""
+    spec = schema.label_events
+    if spec is None:
+        return frame
+    nulled = {f.name for f in schema.fields.values() if f.outcome and f.name != spec.field} | set(schema.labels)
+    parts = [frame]
+    for label in spec.labels:
+        columns = []
+        for name, dtype in frame.dtypes:
+            if name == "event_id":
+                column = F.concat(F.col(name), F.lit(f"{LABEL_EVENT_SEPARATOR}{label}"))
+            elif name == "event_time":
+                column = F.expr(f"timestamp_millis(unix_millis(event_time) + {schema.splits.label_delay_ms})")
+            elif name == spec.field:
+                column = F.lit(label)
+            elif name in nulled:
+                column = F.lit(None)
+            else:
+                column = F.col(name)
+            columns.append(column.cast(dtype).alias(name))
+        parts.append(frame.where(F.col(label) == 1.0).select(*columns))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
