@@ -7,7 +7,10 @@ Models (each fitted on the train examples, early-stopped on validation, scored o
   that event); what the service serves;
 - `aggregates_lgbm`: the incumbent, a LightGBM on hand-crafted aggregates (counts, amounts, rates over
   7/30/90 days, recency, tenure; `foundation.entitytasks.aggregates`);
-- `embeddings_aggregates_lgbm`: the same LightGBM on both.
+- `embeddings_aggregates_lgbm`: the same LightGBM on both;
+- `random_encoder_mlp` (`baselines.scratch: true`): the MLP on the embeddings of a randomly initialised encoder
+  of the same config: what the architecture and the elapsed-time column give without pretraining. (Not the
+  event tasks' scratch network, which trains that encoder end to end.)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BASELINE = "aggregates_lgbm"
 BOTH = "embeddings_aggregates_lgbm"
+RANDOM = "random_encoder_mlp"
 
 
 @dataclass
@@ -66,15 +70,18 @@ def _train_subset(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
 
 
 class EntityTaskRun:
-    """The data of one entity task: examples and both feature blocks, by split."""
+    """The data of one entity task: examples and the feature blocks (embeddings, aggregates, and the embeddings of
+    `random_encoder` when given: a randomly initialised encoder of the same config), by split."""
 
     def __init__(self, spec: EntityTaskSpec, target: TargetSpec, events: pa.Table, schema: Any, store: Any,
-                 encoder: Any, seed: int):
+                 encoder: Any, seed: int, random_encoder: Any = None):
         self.spec, self.target = spec, target
         timeline = EntityTimeline(events, spec.entity)
         self.examples = build_examples(events, schema, spec, target, timeline, seed)
         ids, as_of = self.examples.column("entity_id"), self.examples.column("as_of").to_numpy()
         self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of)
+        self.random = (entity_embeddings(store, random_encoder, spec.entity, ids, as_of)
+                       if random_encoder is not None else None)
         self.aggregates, self.aggregate_names = entity_aggregates(
             events, schema, timeline, AggregateConfig.from_config(spec.aggregates), ids, as_of)
         split = self.examples.column("split").to_numpy(zero_copy_only=False)
@@ -87,26 +94,25 @@ class EntityTaskRun:
                 raise ValueError(f"entity task {spec.name}: no {name} examples")
 
     def features(self, block: str) -> np.ndarray:
-        if block == "embeddings":
-            return self.embeddings
-        if block == "aggregates":
-            return self.aggregates
-        return np.hstack([self.embeddings, self.aggregates])
+        blocks = {"embeddings": self.embeddings, "aggregates": self.aggregates, "random": self.random}
+        return blocks[block] if block in blocks else np.hstack([self.embeddings, self.aggregates])
 
     def feature_names(self, block: str) -> list[str]:
         emb = [f"embedding_{i}" for i in range(self.embeddings.shape[1] - len(EXTRA_COLUMNS))] + list(EXTRA_COLUMNS)
-        return {"embeddings": emb, "aggregates": self.aggregate_names}.get(block, emb + self.aggregate_names)
+        return {"embeddings": emb, "random": emb, "aggregates": self.aggregate_names}.get(
+            block, emb + self.aggregate_names)
 
 
-def _models(cfg: DictConfig, spec: EntityTaskSpec) -> list[tuple[str, str, str]]:
+def _models(cfg: DictConfig, spec: EntityTaskSpec, random: bool) -> list[tuple[str, str, str]]:
     """(name, head kind, feature block) of every model of the run: the configured heads that have an entity
-    version (probe, mlp, gbdt), then the baselines."""
+    version (probe, mlp, gbdt), then the baselines (with `random`: the MLP on a random encoder's embeddings)."""
     names = [n for n in (cfg.get("heads") or {}) if n in HEAD_KINDS] or list(HEAD_KINDS)
     skipped = [n for n in (cfg.get("heads") or {}) if n not in HEAD_KINDS]
     if skipped:
         log.info("entity task %s: heads %s have no entity version (entity heads: %s)", spec.name, skipped,
                  list(HEAD_KINDS))
-    return [(n, n, "embeddings") for n in names] + [(BASELINE, "gbdt", "aggregates"), (BOTH, "gbdt", "both")]
+    baselines = [(BASELINE, "gbdt", "aggregates"), (BOTH, "gbdt", "both")]
+    return [(n, n, "embeddings") for n in names] + baselines + ([(RANDOM, "mlp", "random")] if random else [])
 
 
 def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint: str) -> list[EntityResult]:
@@ -116,7 +122,7 @@ def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint
     groups = data.examples.column("entity_id").to_numpy(zero_copy_only=False)[test]
     fractions = [float(f) for f in (cfg.get("label_fractions") or spec.label_fractions)]
     results = []
-    for name, kind, block in _models(cfg, spec):
+    for name, kind, block in _models(cfg, spec, data.random is not None):
         X, names = data.features(block), data.feature_names(block)
         for fraction in fractions:
             rows = train[_train_subset(data.examples.take(pa.array(train)), fraction, int(cfg.seed))]
@@ -132,6 +138,18 @@ def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint
                           entity_type=spec.entity, entity_types=[spec.entity], problem=target.problem,
                           classes=list(target.classes), checkpoint=checkpoint)
     return results
+
+
+def _random_encoder(run: Any, cfg: DictConfig) -> Any:
+    """The point-in-time encoder of a seeded, randomly initialised model of the run's config."""
+    import torch
+
+    from foundation.model import FoundationModel
+    from foundation.pointintime import PointInTimeEncoder
+
+    torch.manual_seed(int(cfg.seed))
+    model = FoundationModel(FoundationModel.config_class.from_pretrained(run.hf_dir)).eval()
+    return PointInTimeEncoder(model, run.tokenizer.field_specs(), int(cfg.batch_tokens), str(cfg.device))
 
 
 def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path) -> dict[str, Any]:
@@ -154,6 +172,7 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
     schema, store, _ = run.store(run.data_config(data_cfg, paths))
     events, _ = load_events(schema)
     encoder = PointInTimeEncoder(run.model, run.tokenizer.field_specs(), int(cfg.batch_tokens), str(cfg.device))
+    random_encoder = _random_encoder(run, cfg) if (cfg.get("baselines") or {}).get("scratch") else None
     timings = {"load": round(time.perf_counter() - started, 2)}
     results, skipped = [], {}
     for task_cfg in task_configs:
@@ -164,7 +183,7 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
             skipped[spec.name] = why
             continue
         t0 = time.perf_counter()
-        data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed))
+        data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed), random_encoder)
         timings[f"{spec.name}/features"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         results += train_models(cfg, data, out_dir, str(run.hf_dir))
@@ -198,4 +217,5 @@ def quickstart_entity_tasks(cfg: DictConfig, out_dir: Path, names: Sequence[str]
     with open_dict(cfg):
         cfg.report = {**(cfg.get("report") or {}), "n_bootstrap": QUICKSTART_BOOTSTRAP}
         cfg.label_fractions = None
+        cfg.baselines = {**(cfg.get("baselines") or {}), "scratch": False}  # the time budget
     return entity_table(run_entity_tasks(cfg, tasks, out_dir))

@@ -39,7 +39,8 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
     task = summary["tasks"]["decline_soon"]
     assert task["problem"] == "binary" and task["entity"] == "customer"
     models = task["models"]
-    assert set(models) == {"probe", "mlp", "gbdt", BASELINE, "embeddings_aggregates_lgbm"}  # full: event tasks only
+    # full: event tasks only; baselines.scratch: the MLP on a random encoder's embeddings
+    assert set(models) == {"probe", "mlp", "gbdt", BASELINE, "embeddings_aggregates_lgbm", "random_encoder_mlp"}
     for name, entry in models.items():
         assert set(entry["by_fraction"]) == {"0.5", "1.0"}
         assert entry["by_fraction"]["0.5"]["n_train"] < entry["by_fraction"]["1.0"]["n_train"]
@@ -48,7 +49,8 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
         head = load_head(folder / "heads" / "decline_soon" / name)
         assert head.metadata["kind"] == "entity" and head.metadata["entity_type"] == "customer"
         assert head.n_features == world.run.model.config.hidden_size + 2
-    assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 5
+    assert not (folder / "heads" / "decline_soon" / "random_encoder_mlp").exists()  # not a servable head
+    assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 6
     assert (folder / "plots" / "entity_decline_soon_label_efficiency.png").exists()
     assert "| decline_soon (customer, binary) | mlp |" in capsys.readouterr().out
 
