@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 BASELINE = "aggregates_lgbm"
 BOTH = "embeddings_aggregates_lgbm"
 RANDOM = "random_encoder_mlp"
+TASK_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"
 
 
 @dataclass
@@ -209,9 +210,8 @@ def quickstart_entity_tasks(cfg: DictConfig, out_dir: Path, names: Sequence[str]
     from omegaconf import OmegaConf, open_dict
 
     from foundation.entitytasks.report import entity_table
-    from foundation.finetuning.config import CONF_DIR
 
-    tasks = [{**OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / f"{name}.yaml")), **QUICKSTART_TASK}
+    tasks = [{**OmegaConf.to_container(OmegaConf.load(TASK_DIR / f"{name}.yaml")), **QUICKSTART_TASK}
              for name in names]
     cfg = cfg.copy()
     with open_dict(cfg):
