@@ -99,7 +99,9 @@ def bootstrap_metrics(problem: str, y: np.ndarray, scores: np.ndarray, groups: n
         if _usable(problem, y[d]):
             for name, fn in METRICS[problem].items():
                 values[name].append(fn(y[d], scores[d]))
-    return {name: _interval(values[name], fn(y, scores), confidence) for name, fn in METRICS[problem].items()}
+    usable = _usable(problem, y)
+    return {name: _interval(values[name], fn(y, scores) if usable else float("nan"), confidence)
+            for name, fn in METRICS[problem].items()}
 
 
 def paired_difference(problem: str, y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray,
@@ -113,7 +115,8 @@ def paired_difference(problem: str, y: np.ndarray, scores_a: np.ndarray, scores_
         if _usable(problem, y[d]):
             for name, fn in METRICS[problem].items():
                 values[name].append(fn(y[d], scores_a[d]) - fn(y[d], scores_b[d]))
-    return {name: _interval(values[name], fn(y, scores_a) - fn(y, scores_b), confidence)
+    usable = _usable(problem, y)
+    return {name: _interval(values[name], fn(y, scores_a) - fn(y, scores_b) if usable else float("nan"), confidence)
             for name, fn in METRICS[problem].items()}
 
 

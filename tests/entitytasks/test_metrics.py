@@ -64,3 +64,10 @@ def test_the_bootstrap_resamples_entities_not_examples():
     assert clustered["ci_high"] - clustered["ci_low"] == pytest.approx(single["ci_high"] - single["ci_low"], rel=0.25)
     examples = bootstrap_metrics("regression", np.repeat(y1, 10), np.repeat(s1, 10), np.arange(500), 300)["mae"]
     assert examples["ci_high"] - examples["ci_low"] < 0.6 * (clustered["ci_high"] - clustered["ci_low"])
+
+
+def test_a_test_set_of_one_class_gives_missing_ranking_metrics_not_an_error():
+    y, s = np.zeros(20, int), np.linspace(0, 1, 20)
+    out = bootstrap_metrics("binary", y, s, np.arange(20), n_bootstrap=20)
+    assert all(np.isnan(m["value"]) and np.isnan(m["ci_low"]) for m in out.values())
+    assert np.isnan(paired_difference("binary", y, s, s[::-1], np.arange(20), n_bootstrap=20)["pr_auc"]["value"])

@@ -75,3 +75,21 @@ def test_entity_embeddings_read_the_events_at_or_before_as_of(world):
     assert got[0, -1] == 0.0 and got[1, -1] == pytest.approx(np.log1p((times[k] - 1 - times[k - 1]) / DAY_MS), abs=1e-6)
     if times[k + 1] > times[k] + 3 * DAY_MS:
         assert got[3, -1] == pytest.approx(np.log1p(3.0))
+
+
+def test_the_quickstart_block_runs_the_named_tasks_within_its_bounds(world, tmp_path, monkeypatch):
+    import yaml
+
+    from foundation.entitytasks import pipeline
+
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "decline_soon.yaml").write_text(yaml.safe_dump(DECLINE_SOON))
+    monkeypatch.setattr(pipeline, "TASK_DIR", tmp_path / "tasks")
+    cfg = finetune_config([f"checkpoint={world.run_dir}", f"paths.root_dir={tmp_path}", "head=all",
+                           "label_fractions=[0.5,1.0]"])
+    table = pipeline.quickstart_entity_tasks(cfg, tmp_path / "out", ["decline_soon"])
+    summary = json.loads((tmp_path / "out" / "entity_metrics.json").read_text())
+    models = summary["tasks"]["decline_soon"]["models"]
+    assert summary["n_bootstrap"] == pipeline.QUICKSTART_BOOTSTRAP and "random_encoder_mlp" not in models
+    assert all(set(entry["by_fraction"]) == {"1.0"} for entry in models.values())  # the task's [1.0], not the run's
+    assert "| decline_soon (customer, binary) | mlp |" in table
