@@ -15,6 +15,7 @@ Models (each fitted on the train examples, early-stopped on validation, scored o
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from foundation.entitytasks.report import write_entity_report
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
 from foundation.entitytasks.targets import build_examples
 from foundation.entitytasks.timeline import EntityTimeline
+from foundation.json_encoding import json_default
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,8 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
                                   skipped=skipped, dataset=schema.name)
     timings["report"] = round(time.perf_counter() - t0, 2)
     summary["timings_s"] = timings
+    (out_dir / "entity_metrics.json").write_text(json.dumps(summary, indent=2,
+                                                            default=json_default("entity_metrics.json")))
     return summary
 
 

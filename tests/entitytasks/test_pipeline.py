@@ -37,6 +37,7 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
     folder = finetune(cfg)
     summary = json.loads((folder / "entity_metrics.json").read_text())
     task = summary["tasks"]["decline_soon"]
+    assert {"load", "decline_soon/features", "decline_soon/models", "report"} <= set(summary["timings_s"])
     assert task["problem"] == "binary" and task["entity"] == "customer"
     models = task["models"]
     # full: event tasks only; baselines.scratch: the MLP on a random encoder's embeddings
