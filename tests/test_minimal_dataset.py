@@ -82,6 +82,9 @@ def test_card_terminal_amount_time_disputes_run_the_quickstart(tmp_path):
     assert {r["n_test"] for r in results} == {charged["charges"]}
     assert {r["n_test_positive"] for r in results} == {charged["disputed"]}, "each dispute marks its charge"
     assert (report / "plots" / "fraud_curves.png").stat().st_size > 0
+    # the quickstart's entity block: a 7-day validation split cannot hold merchant_risk's 30-day horizon, said so
+    skipped = json.loads((report / "entity_metrics.json").read_text())["skipped"]
+    assert "30-day horizon before the test split starts" in skipped["merchant_risk"]
 
 
 def events_in_test(table: pa.Table) -> dict[str, int]:

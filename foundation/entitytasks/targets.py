@@ -16,6 +16,7 @@ from foundation.entitytasks.timeline import EntityTimeline, selection_mask
 from foundation.evaluation.splits import schema_period
 
 SPLITS = ("train", "validation", "test")
+DAY_MS = 86_400_000
 _NEXT = {"train": "validation", "validation": "test"}
 SMOOTHING = (0.5, 1.0)  # shift rates: (n + 0.5) / (d + 1), so an empty or zero window has a finite log ratio
 
@@ -73,6 +74,11 @@ def target_labels(target: TargetSpec, values: np.ndarray) -> np.ndarray:
     return values.astype(np.float64)
 
 
+class NoExamplesError(ValueError):
+    """A split of an entity task has no example: its as-of dates leave no room for the horizon, or no entity is
+    active with a defined target. The quickstart and multi-task runs report the task as skipped with this reason."""
+
+
 def as_of_dates(schema: DataSchema, spec: EntityTaskSpec, target: TargetSpec, split: str) -> np.ndarray:
     """(D,) epoch-ms as-of dates of a split: every `spec.every` from its start, while the target window (plus the
     label delay for a label target) ends before the next split starts (the test split: before it ends)."""
@@ -104,10 +110,28 @@ def build_examples(events: pa.Table, schema: DataSchema, spec: EntityTaskSpec, t
             chosen_codes.append(codes)
             chosen_dates.append(np.full(len(codes), date, dtype=np.int64))
             chosen_splits += [split] * len(codes)
-    if not chosen_codes:
-        raise ValueError(f"entity task {spec.name}: no as-of date fits the splits (horizon too long?)")
-    codes, as_of = np.concatenate(chosen_codes), np.concatenate(chosen_dates)
+    codes, as_of = np.concatenate(chosen_codes or [[]]).astype(np.int64), np.concatenate(chosen_dates or [[]])
     values, defined = target_values(timeline, events, target, codes, as_of, spec.horizon)
+    for split in SPLITS:
+        _check_examples(schema, spec, target, split, np.asarray(chosen_splits, dtype=object)[defined])
     return pa.table({"entity_id": timeline.ids.take(pa.array(codes[defined])), "as_of": as_of[defined],
                      "split": pa.array(chosen_splits, pa.string()).filter(pa.array(defined)),
                      "value": values[defined], "target": target_labels(target, values[defined])})
+
+
+def _check_examples(schema: DataSchema, spec: EntityTaskSpec, target: TargetSpec, split: str,
+                    splits: np.ndarray) -> None:
+    """Raise NoExamplesError naming why `split` has no example (no as-of date fits, or no defined target)."""
+    if (splits == split).any():
+        return
+    period = schema_period(schema, split)
+    reach = f"before the {_NEXT[split]} split starts" if split in _NEXT else "before the split ends"
+    delay = " + the label delay" if target.measure == "label_rate" else ""
+    if not len(as_of_dates(schema, spec, target, split)):
+        span = " to ".join(np.datetime_as_string(np.datetime64(t), unit="D") for t in (period.start, period.end))
+        why = (f"no as-of date of the {split} split ({span}) leaves the {spec.horizon / DAY_MS:g}-day "
+               f"horizon{delay} {reach}")
+    else:
+        why = (f"no {spec.entity} active within {spec.active_within / DAY_MS:g} days of a {split} as-of date has a defined "
+               f"target ({target.measure}, min_denominator {target.min_denominator})")
+    raise NoExamplesError(f"entity task {spec.name}: {why}")

@@ -108,6 +108,8 @@ def finetune(cfg: DictConfig) -> Path:
         out_dir = _start(cfg)
         summary = run_entity_tasks(cfg, [cfg.task], out_dir)
         save_config(cfg, out_dir / "config.yaml")
+        if not summary["tasks"]:  # the one task asked for does not fit the data: say why, not an empty table
+            raise ValueError(f"task={cfg.task.name} skipped: {summary['skipped'][cfg.task.name]}")
         print(entity_table(summary))
         return out_dir
     out_dir, _ = run_finetune(cfg)

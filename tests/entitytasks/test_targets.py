@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
-from foundation.entitytasks.targets import as_of_dates, build_examples, target_labels, target_values
+from foundation.entitytasks.targets import (
+    NoExamplesError,
+    as_of_dates,
+    build_examples,
+    target_labels,
+    target_values,
+)
 from foundation.entitytasks.timeline import EntityTimeline
 from tests.conftest import make_schema
 from tests.entitytasks.fixtures import DAY, ROWS, at, fixture_events
@@ -109,3 +115,16 @@ def test_examples_are_the_active_entities_with_their_targets():
     short = EntityTaskSpec.from_config({**_config(), "population": {"active_within": "70d", "events": ATTEMPTS}})
     test = build_examples(events, schema, short, target, EntityTimeline(events, "merchant"))
     assert set(test.filter(np.asarray(test.column("split").to_pylist()) == "test")["entity_id"].to_pylist()) == {"m2"}
+
+
+def test_a_split_without_examples_names_why():
+    events, schema = fixture_events(), make_schema()
+    # validation runs 2024-04-15 to 05-13, test starts 05-20 (tests/conftest.py): a 60-day horizon never fits
+    spec = EntityTaskSpec.from_config({**_config(), "horizon": "60d"})
+    target, _ = spec.resolve(schema)
+    with pytest.raises(NoExamplesError, match=r"no as-of date of the validation split \(2024-04-15 to 2024-05-13\) leaves the 60-day horizon before the test"):
+        build_examples(events, schema, spec, target, EntityTimeline(events, "merchant"))
+    # a 1-day activity window leaves no active merchant at the validation dates: named as such
+    idle = EntityTaskSpec.from_config({**_config(), "population": {"active_within": "1d", "events": ATTEMPTS}})
+    with pytest.raises(NoExamplesError, match="no merchant active within 1 days of a validation as-of date"):
+        build_examples(events, schema, idle, target, EntityTimeline(events, "merchant"))

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from foundation.entitytasks.heads import build_head
 from foundation.entitytasks.embedding import entity_embeddings
+from foundation.entitytasks.heads import build_head
 from foundation.serving.app import ServiceSettings, create_app
 from foundation.serving.entity_scores import load_entity_heads
 from foundation.serving.schemas import EventParser
