@@ -4,6 +4,11 @@
 history), a has-history flag, and log(1 + days from that last event to as_of). The state alone cannot tell a
 customer seen yesterday from one silent for three weeks (it is computed at its last event); the elapsed time is
 the query's own input, as the time gap is an attempt's in the event tasks.
+
+With a `lookback` (the task's `embedding.lookback`, e.g. [7d, 30d]) the same H + 2 columns follow as of each
+earlier date (as_of - 7d, as_of - 30d): where the entity was, so a head sees its trajectory (a customer slowing
+down, a merchant whose state turned) and not only where it is. Still the model's states alone, nothing
+hand-crafted; the service builds the same columns from its durable log.
 """
 
 from __future__ import annotations
@@ -39,15 +44,30 @@ def _last_times(store: Any, entity: str, ids: pa.Array, index: np.ndarray) -> np
     return out
 
 
-def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
-    """(Q, H + 2) entity embeddings as of each date (see the module docstring).
+def embedding_names(width: int, lookback: tuple[int, ...] = ()) -> list[str]:
+    """Column names of a (Q, width) entity embedding: embedding_<i>, the extra columns, then the same with a
+    `_<days>d_before` suffix per lookback."""
+    block = width // (1 + len(lookback))
+    names = [f"embedding_{i}" for i in range(block - len(EXTRA_COLUMNS))] + list(EXTRA_COLUMNS)
+    return names + [f"{n}_{ms / DAY_MS:g}d_before" for ms in lookback for n in names]
+
+
+def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray,
+                      lookback: tuple[int, ...] = ()) -> np.ndarray:
+    """(Q, (H + 2) x (1 + len(lookback))) entity embeddings as of each date (see the module docstring).
 
     No event after as_of enters them: the state is `PointInTimeStates.as_of` strictly before as_of + 1 ms.
 
     Args:
         store: the SequenceStore; encoder: the PointInTimeEncoder of the model.
         entity: entity type; entity_ids: (Q,) ids; as_of: (Q,) epoch ms.
+        lookback: ms before as_of of the earlier states to add.
     """
+    as_of = np.asarray(as_of, np.int64)
+    return np.hstack([_embeddings_at(store, encoder, entity, entity_ids, as_of - back) for back in (0, *lookback)])
+
+
+def _embeddings_at(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
     from foundation.pointintime import PointInTimeStates
 
     ids = pc.cast(entity_ids, pa.string())

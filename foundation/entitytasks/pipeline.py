@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from omegaconf import DictConfig
 
 from foundation.entitytasks.aggregates import AggregateConfig, entity_aggregates
-from foundation.entitytasks.embedding import EXTRA_COLUMNS, entity_embeddings
+from foundation.entitytasks.embedding import embedding_names, entity_embeddings
 from foundation.entitytasks.heads import HEAD_KINDS, build_head
 from foundation.entitytasks.report import write_entity_report
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
@@ -82,8 +82,8 @@ class EntityTaskRun:
         timeline = EntityTimeline(events, spec.entity)
         self.examples = build_examples(events, schema, spec, target, timeline, seed)
         ids, as_of = self.examples.column("entity_id"), self.examples.column("as_of").to_numpy()
-        self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of)
-        self.random = (entity_embeddings(store, random_encoder, spec.entity, ids, as_of)
+        self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of, spec.lookback)
+        self.random = (entity_embeddings(store, random_encoder, spec.entity, ids, as_of, spec.lookback)
                        if random_encoder is not None else None)
         self.aggregates, self.aggregate_names = entity_aggregates(
             events, schema, timeline, AggregateConfig.from_config(spec.aggregates), ids, as_of)
@@ -98,7 +98,7 @@ class EntityTaskRun:
         return blocks[block] if block in blocks else np.hstack([self.embeddings, self.aggregates])
 
     def feature_names(self, block: str) -> list[str]:
-        emb = [f"embedding_{i}" for i in range(self.embeddings.shape[1] - len(EXTRA_COLUMNS))] + list(EXTRA_COLUMNS)
+        emb = embedding_names(self.embeddings.shape[1], self.spec.lookback)
         return {"embeddings": emb, "random": emb, "aggregates": self.aggregate_names}.get(
             block, emb + self.aggregate_names)
 
@@ -136,7 +136,7 @@ def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint
             if fraction == 1.0 and block == "embeddings":
                 head.save(out_dir / "heads" / spec.name / name, kind="entity", task=spec.name,
                           entity_type=spec.entity, entity_types=[spec.entity], problem=target.problem,
-                          classes=list(target.classes), checkpoint=checkpoint)
+                          classes=list(target.classes), checkpoint=checkpoint, lookback_ms=list(spec.lookback))
     return results
 
 

@@ -138,6 +138,8 @@ class EntityTaskSpec:
         aggregates: the hand-crafted features of the baseline (foundation.entitytasks.aggregates).
         heads: settings of the heads per name (probe, mlp, gbdt, baseline), over the code's defaults.
         label_fractions: shares of the training entities for the label-efficiency curve.
+        lookback: ms before as_of of the earlier states the entity embedding adds (empty: the state as of the
+            date alone); e.g. (7d, 30d) gives the heads the entity's trajectory, not only where it is now.
     """
 
     name: str
@@ -151,6 +153,7 @@ class EntityTaskSpec:
     aggregates: dict = field(default_factory=dict)
     heads: dict = field(default_factory=dict)
     label_fractions: tuple[float, ...] = (1.0,)
+    lookback: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Any) -> EntityTaskSpec:
@@ -174,6 +177,7 @@ class EntityTaskSpec:
             max_entities=int(max_entities) if max_entities else None,
             aggregates=dict(cfg.get("aggregates") or {}), heads=dict(cfg.get("heads") or {}),
             label_fractions=tuple(float(f) for f in cfg.get("label_fractions") or (1.0,)),
+            lookback=_lookback(cfg),
         )
 
     def resolve(self, schema: DataSchema) -> tuple[TargetSpec | None, str]:
@@ -189,6 +193,15 @@ class EntityTaskSpec:
                 return resolved, ""
             reasons.append(why)
         return None, "no target alternative fits the schema: " + "; ".join(reasons)
+
+
+def _lookback(cfg: dict) -> tuple[int, ...]:
+    """`embedding.lookback` in ms: positive, distinct durations."""
+    lookback = tuple(parse_duration(d, "embedding.lookback") for d in (cfg.get("embedding") or {}).get("lookback") or ())
+    if any(ms <= 0 for ms in lookback) or len(set(lookback)) != len(lookback):
+        raise ValueError(f"entity task {cfg.get('name')}: embedding.lookback must hold distinct positive durations "
+                         f"(e.g. [7d, 30d]), got {cfg['embedding']['lookback']}")
+    return lookback
 
 
 def is_entity_task(cfg: Any) -> bool:

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EntityTaskHead:
-    """A served entity task head: task, head name, entity type, problem, class names and the fitted model."""
+    """A served entity task head: task, head name, entity type, problem, class names, the fitted model and the
+    lookback (ms before as_of) of the earlier states its embedding adds (head.json `lookback_ms`)."""
 
     task: str
     name: str
@@ -37,6 +38,7 @@ class EntityTaskHead:
     problem: str
     classes: tuple[str, ...]
     model: Any
+    lookback: tuple[int, ...] = ()
 
     def answer(self, features: np.ndarray) -> dict[str, Any]:
         """The head's response entry for one entity's (1, H + 2) features."""
@@ -75,7 +77,8 @@ def load_entity_heads(tasks: Mapping[str, Mapping[str, Any] | None] | None, fine
         if meta.get("kind") != "entity":
             raise ValueError(f"{task_dir / name} is not an entity task head (head.json kind {meta.get('kind')!r})")
         heads.append(EntityTaskHead(task, name, str(meta["entity_type"]), str(meta["problem"]),
-                                    tuple(meta.get("classes") or ()), model))
+                                    tuple(meta.get("classes") or ()), model,
+                                    tuple(int(ms) for ms in meta.get("lookback_ms") or ())))
     return heads
 
 
@@ -91,22 +94,33 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
     if not mine:
         raise RequestError(404, f"no entity task head serves entity type {entity_type!r} "
                                 f"(served: {sorted({h.entity_type for h in heads}) or 'none'})")
+    now = int(time.time() * 1000) if as_of is None else as_of
     cutoff = None if as_of is None else as_of + 1  # entity_states reads events strictly before its time
     state = scorer.engine.entity_states([(entity_type, entity_id)], store, cutoff, None, on_cache)[0]
-    now = int(time.time() * 1000) if as_of is None else as_of
-    last = state.last_time if state.has_history and state.last_time is not None else -1
-    features = np.r_[np.asarray(state.hidden, np.float32), np.float32(state.has_history),
-                     elapsed_feature(np.array([last]), np.array([now]))][None, :]
+    blocks = {0: _embedding_columns(state, now)}
+    for back in sorted({b for head in mine for b in head.lookback}):  # earlier states: the batch path's rule
+        earlier = scorer.engine.entity_states([(entity_type, entity_id)], store, now - back + 1, None, on_cache)[0]
+        blocks[back] = _embedding_columns(earlier, now - back)
+    scores = {}
     for head in mine:
+        features = np.concatenate([blocks[b] for b in (0, *head.lookback)])[None, :]
         expected = getattr(head.model, "n_features", features.shape[1])
         if int(expected) != features.shape[1]:
             raise RequestError(500, f"entity head {head.task}/{head.name} expects {expected} features, the live "
                                     f"state gives {features.shape[1]} (another checkpoint?)")
+        scores[head.task] = head.answer(features)
     return {"entity_type": entity_type, "entity_id": entity_id, "model_version": scorer.model_version,
             "has_history": bool(state.has_history),
             "last_event_time": None if state.last_time is None else EventParser.format_time(state.last_time),
             "as_of": None if as_of is None else EventParser.format_time(as_of),
-            "scores": {head.task: head.answer(features) for head in mine}}
+            "scores": scores}
+
+
+def _embedding_columns(state: Any, as_of: int) -> np.ndarray:
+    """(H + 2,) one entity's embedding columns as of `as_of` (foundation.entitytasks.embedding)."""
+    last = state.last_time if state.has_history and state.last_time is not None else -1
+    return np.r_[np.asarray(state.hidden, np.float32), np.float32(state.has_history),
+                 elapsed_feature(np.array([last]), np.array([as_of]))]
 
 
 def add_entity_scores_route(app: FastAPI, svc: Any, guard: list, model_slots: Any) -> None:

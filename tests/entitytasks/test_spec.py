@@ -54,3 +54,13 @@ def test_finetune_config_composes_each_entity_task(name):
 
     cfg = finetune_config(["checkpoint=x", f"task={name}"])
     assert is_entity_task(cfg.task) and EntityTaskSpec.from_config(cfg.task) == _spec(name)
+
+
+def test_embedding_lookback_parses_to_ms_and_rejects_zero_or_repeats():
+    config = _plain_config(CONF / "customer_churn.yaml")
+    assert _spec("customer_churn").lookback == ()
+    assert EntityTaskSpec.from_config({**config, "embedding": {"lookback": ["7d", "30d"]}}).lookback == (
+        7 * 86_400_000, 30 * 86_400_000)
+    for bad in (["0d"], ["7d", "7d"]):
+        with pytest.raises(ValueError, match="embedding.lookback must hold distinct positive durations"):
+            EntityTaskSpec.from_config({**config, "embedding": {"lookback": bad}})

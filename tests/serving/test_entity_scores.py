@@ -100,3 +100,42 @@ def test_unserved_types_unknown_entities_and_bad_heads(service, tmp_path):
                                                            np.array([0, 1, 0, 1])).save(tmp_path / "heads" / "t" / "p")
     with pytest.raises(ValueError, match="not an entity task head"):
         load_entity_heads({"t": None}, tmp_path)
+
+
+def test_a_lookback_head_reads_the_earlier_state_as_the_batch_path_does(service, tmp_path):
+    client, scorer, store, raw, heads, seq_dir = service
+    from foundation.pointintime import PointInTimeEncoder, SequenceStore
+
+    merchant = raw["merchant_id"][0]
+    times = raw.filter(pa.compute.equal(raw["merchant_id"], merchant))["ts"].cast(pa.int64()).to_numpy()
+    as_of, back = int(times[-1]), int(times[-1] - times[-3])  # the earlier state: before the last two events
+    width = 2 * (scorer.model.config.hidden_size + 2)
+    X = np.random.default_rng(1).normal(size=(300, width)).astype(np.float32)
+    y = (X[:, 0] - X[:, width // 2] > 0).astype(int)  # reads the state now and the state `back` before
+    build_head("probe", "binary", 2, {"max_epochs": 3}).fit(X, y, X, y).save(
+        tmp_path / "heads" / "merchant_trend" / "probe", kind="entity", task="merchant_trend", entity_type="merchant",
+        entity_types=["merchant"], problem="binary", classes=[], lookback_ms=[back])
+    trend = load_entity_heads({"merchant_trend": None}, tmp_path)
+    assert trend[0].lookback == (back,)
+    params = {"as_of": np.datetime64(as_of, "ms").astype(str)}
+    client.app.state.entity_heads = trend
+    try:  # the state `back` earlier needs a model window older than the retained events: said so
+        refused = client.get(f"/v1/entities/merchant/{merchant}/scores", params=params)
+    finally:
+        client.app.state.entity_heads = heads
+    assert refused.status_code == 409 and "raise state.max_events" in refused.text
+    # a store retaining the whole history answers it
+    store = SqliteStateStore(tmp_path / "state.sqlite", max_events=10_000,
+                             buckets={"issuer": scorer.schema.entities["issuer"].bucket_ms})
+    app = create_app(EventParser(scorer.schema), store, scorer, ServiceSettings())
+    app.state.entity_heads = trend
+    with TestClient(app) as deep:
+        assert deep.post("/v1/events", json=[json_event(raw, i) for i in range(raw.num_rows)]).status_code == 200
+        online = deep.get(f"/v1/entities/merchant/{merchant}/scores", params=params)
+    assert online.status_code == 200, online.text
+    encoder = PointInTimeEncoder(scorer.model, scorer.field_specs, 4096, "cpu")
+    batch = entity_embeddings(SequenceStore(seq_dir, scorer.tokenizer), encoder, "merchant", pa.array([str(merchant)]),
+                              np.array([as_of]), (back,))
+    assert batch.shape == (1, width) and not np.allclose(batch[0, :width // 2], batch[0, width // 2:])
+    assert online.json()["scores"]["merchant_trend"]["probability"] == pytest.approx(
+        float(trend[0].model.predict_proba(batch)[0]), abs=1e-5)
