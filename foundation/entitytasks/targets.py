@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 
 from foundation.data.schema import DataSchema
+from foundation.entitytasks.embedding import DAY_MS
 from foundation.entitytasks.spec import OPS, EntityTaskSpec, TargetSpec
 from foundation.entitytasks.timeline import EntityTimeline, selection_mask
 from foundation.evaluation.splits import schema_period
 
 SPLITS = ("train", "validation", "test")
-DAY_MS = 86_400_000
 _NEXT = {"train": "validation", "validation": "test"}
 SMOOTHING = (0.5, 1.0)  # shift rates: (n + 0.5) / (d + 1), so an empty or zero window has a finite log ratio
 
@@ -112,10 +112,11 @@ def build_examples(events: pa.Table, schema: DataSchema, spec: EntityTaskSpec, t
             chosen_splits += [split] * len(codes)
     codes, as_of = np.concatenate(chosen_codes or [[]]).astype(np.int64), np.concatenate(chosen_dates or [[]])
     values, defined = target_values(timeline, events, target, codes, as_of, spec.horizon)
+    splits = np.asarray(chosen_splits, dtype=object)[defined]
     for split in SPLITS:
-        _check_examples(schema, spec, target, split, np.asarray(chosen_splits, dtype=object)[defined])
+        _check_examples(schema, spec, target, split, splits)
     return pa.table({"entity_id": timeline.ids.take(pa.array(codes[defined])), "as_of": as_of[defined],
-                     "split": pa.array(chosen_splits, pa.string()).filter(pa.array(defined)),
+                     "split": pa.array(splits, pa.string()),
                      "value": values[defined], "target": target_labels(target, values[defined])})
 
 
