@@ -30,7 +30,7 @@ def elapsed_feature(last_ms: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
     return np.where(last_ms >= 0, np.log1p(days), 0.0).astype(np.float32)
 
 
-def _last_times(store: Any, entity: str, ids: pa.Array, index: np.ndarray) -> np.ndarray:
+def last_event_times(store: Any, entity: str, ids: pa.Array, index: np.ndarray) -> np.ndarray:
     """(Q,) epoch ms of each query's last included event (-1 without history)."""
     out = np.full(len(ids), -1, dtype=np.int64)
     for shard in store.shards(entity):
@@ -74,5 +74,5 @@ def _embeddings_at(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, 
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     as_of = np.asarray(as_of, np.int64)
     states = PointInTimeStates(store, encoder).as_of(entity, ids, as_of + 1)
-    elapsed = elapsed_feature(_last_times(store, entity, ids, states.index), as_of)
+    elapsed = elapsed_feature(last_event_times(store, entity, ids, states.index), as_of)
     return np.hstack([states.hidden, states.has_history[:, None].astype(np.float32), elapsed[:, None]])

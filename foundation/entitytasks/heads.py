@@ -35,6 +35,28 @@ def _outputs(problem: str, n_classes: int) -> int:
     return n_classes if problem == "multiclass" else 1
 
 
+def entity_loss(problem: str, logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | float = 1.0,
+                target_mean: float = 0.0, target_std: float = 1.0) -> torch.Tensor:
+    """The training loss of an entity head's (N, K) logits: cross-entropy (multiclass), binary cross-entropy with
+    the positives weighted by `pos_weight`, or mean squared error on the standardised target (regression)."""
+    if problem == "multiclass":
+        return nn.functional.cross_entropy(logits, y.long())
+    if problem == "binary":
+        return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y,
+                                                              pos_weight=torch.as_tensor(pos_weight))
+    return nn.functional.mse_loss(logits.squeeze(-1), (y - target_mean) / target_std)
+
+
+def entity_outputs(problem: str, logits: torch.Tensor, target_mean: float = 0.0, target_std: float = 1.0
+                   ) -> np.ndarray:
+    """What an entity head predicts from its logits: (N,) probabilities or values, or (N, K) class probabilities."""
+    if problem == "multiclass":
+        return torch.softmax(logits, dim=-1).double().cpu().numpy()
+    if problem == "binary":
+        return torch.sigmoid(logits.squeeze(-1)).double().cpu().numpy()
+    return (logits.squeeze(-1).double().cpu() * target_std + target_mean).numpy()
+
+
 class EntityNetHead(Head):
     """Linear model (`hidden_sizes=[]`) or MLP on frozen features for a binary/regression/multiclass target.
 
@@ -83,11 +105,7 @@ class EntityNetHead(Head):
         return int(self.network[0].mean.shape[0])
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.problem == "multiclass":
-            return nn.functional.cross_entropy(logits, y.long())
-        if self.problem == "binary":  # positives weighted up to the negatives (rare outcomes: churn)
-            return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y, pos_weight=self.pos_weight)
-        return nn.functional.mse_loss(logits.squeeze(-1), (y - self.target_mean) / self.target_std)
+        return entity_loss(self.problem, logits, y, self.pos_weight, self.target_mean, self.target_std)
 
     def fit(self, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> EntityNetHead:
         """Train, keeping the epoch of lowest validation loss. X: (N, D) finite floats; y: (N,) targets."""
@@ -134,11 +152,7 @@ class EntityNetHead(Head):
         if self.network is None:
             raise RuntimeError("EntityNetHead is not fitted; call fit() or load()")
         out = self.network(torch.as_tensor(np.nan_to_num(np.asarray(X, np.float32))))
-        if self.problem == "multiclass":
-            return torch.softmax(out, dim=-1).double().numpy()
-        if self.problem == "binary":
-            return torch.sigmoid(out.squeeze(-1)).double().numpy()
-        return (out.squeeze(-1).double() * self.target_std + self.target_mean).numpy()
+        return entity_outputs(self.problem, out, self.target_mean, self.target_std)
 
     def _write_weights(self, directory: Path) -> dict[str, Any]:
         save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, directory / "head.safetensors")

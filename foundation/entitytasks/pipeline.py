@@ -5,6 +5,8 @@ Models (each fitted on the train examples, early-stopped on validation, scored o
 - `probe`, `mlp`, `gbdt`: heads on the entity embedding as of the date (`foundation.entitytasks.embedding`: the
   pretrained model's state after the entity's last event at or before as_of, a has-history flag, the days since
   that event); what the service serves;
+- `full` (when the run's heads include it): the encoder and a head fine-tuned end to end on the entity's window
+  as of the date (`foundation.entitytasks.full`; batch scoring);
 - `aggregates_lgbm`: the incumbent, a LightGBM on hand-crafted aggregates (counts, amounts, rates over
   7/30/90 days, recency, tenure; `foundation.entitytasks.aggregates`);
 - `embeddings_aggregates_lgbm`: the same LightGBM on both;
@@ -30,6 +32,7 @@ from omegaconf import DictConfig
 
 from foundation.entitytasks.aggregates import AggregateConfig, entity_aggregates
 from foundation.entitytasks.embedding import embedding_names, entity_embeddings
+from foundation.entitytasks.full import SHARED_SETTINGS, EntityFullHead, EntityWindows, entity_windows
 from foundation.entitytasks.heads import HEAD_KINDS, build_head
 from foundation.entitytasks.report import write_entity_report
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 BASELINE = "aggregates_lgbm"
 BOTH = "embeddings_aggregates_lgbm"
 RANDOM = "random_encoder_mlp"
+FULL = "full"  # the encoder fine-tuned end to end (foundation.entitytasks.full)
 TASK_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"
 
 
@@ -74,11 +78,13 @@ def _train_subset(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
 
 class EntityTaskRun:
     """The data of one entity task: examples and the feature blocks (embeddings, aggregates, and the embeddings of
-    `random_encoder` when given: a randomly initialised encoder of the same config), by split."""
+    `random_encoder` when given: a randomly initialised encoder of the same config), by split; the windows the
+    full fine-tune reads, on demand."""
 
     def __init__(self, spec: EntityTaskSpec, target: TargetSpec, events: pa.Table, schema: Any, store: Any,
                  encoder: Any, seed: int, random_encoder: Any = None):
-        self.spec, self.target = spec, target
+        self.spec, self.target, self.store, self.max_len = spec, target, store, int(encoder.max_len)
+        self._windows: EntityWindows | None = None
         timeline = EntityTimeline(events, spec.entity)
         self.examples = build_examples(events, schema, spec, target, timeline, seed)
         ids, as_of = self.examples.column("entity_id"), self.examples.column("as_of").to_numpy()
@@ -93,6 +99,13 @@ class EntityTaskRun:
         for name, rows in self.rows.items():
             log.info("%s %s: %d examples, mean target %.4f", spec.name, name, len(rows), float(np.mean(self.y[rows])))
 
+    def windows(self) -> EntityWindows:
+        """The full fine-tune's inputs of every example (computed once)."""
+        if self._windows is None:
+            self._windows = entity_windows(self.store, self.max_len, self.spec.entity,
+                                           self.examples.column("entity_id"), self.examples.column("as_of").to_numpy())
+        return self._windows
+
     def features(self, block: str) -> np.ndarray:
         blocks = {"embeddings": self.embeddings, "aggregates": self.aggregates, "random": self.random}
         return blocks[block] if block in blocks else np.hstack([self.embeddings, self.aggregates])
@@ -105,38 +118,73 @@ class EntityTaskRun:
 
 def _models(cfg: DictConfig, spec: EntityTaskSpec, random: bool) -> list[tuple[str, str, str]]:
     """(name, head kind, feature block) of every model of the run: the configured heads that have an entity
-    version (probe, mlp, gbdt), then the baselines (with `random`: the MLP on a random encoder's embeddings)."""
-    names = [n for n in (cfg.get("heads") or {}) if n in HEAD_KINDS] or list(HEAD_KINDS)
-    skipped = [n for n in (cfg.get("heads") or {}) if n not in HEAD_KINDS]
+    version (probe, mlp, gbdt on the embeddings; full on the windows), then the baselines (with `random`: the MLP
+    on a random encoder's embeddings)."""
+    configured = list(cfg.get("heads") or {})
+    names = [n for n in configured if n in HEAD_KINDS] or list(HEAD_KINDS)
+    full = FULL in configured and not spec.lookback
+    if FULL in configured and spec.lookback:
+        log.info("entity task %s: no full fine-tune with embedding.lookback (its encoder reads the state as of "
+                 "the date only)", spec.name)
+    skipped = [n for n in configured if n not in HEAD_KINDS and n != FULL]
     if skipped:
         log.info("entity task %s: heads %s have no entity version (entity heads: %s)", spec.name, skipped,
-                 list(HEAD_KINDS))
+                 [*HEAD_KINDS, FULL])
     baselines = [(BASELINE, "gbdt", "aggregates"), (BOTH, "gbdt", "both")]
-    return [(n, n, "embeddings") for n in names] + baselines + ([(RANDOM, "mlp", "random")] if random else [])
+    return ([(n, n, "embeddings") for n in names] + ([(FULL, FULL, "windows")] if full else []) + baselines
+            + ([(RANDOM, "mlp", "random")] if random else []))
 
 
-def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, checkpoint: str) -> list[EntityResult]:
-    """Fit every model at every label fraction; save the embedding heads trained on all labels."""
+def _full_head(cfg: DictConfig, data: EntityTaskRun, run: Any) -> EntityFullHead:
+    """A full fine-tune head from the pretrained encoder: conf/head/full.yaml's shared settings, the task's
+    `heads.full` on top."""
+    from foundation.model import FoundationModel
+
+    event_settings = ((cfg.get("heads") or {}).get(FULL) or {}).get("head") or {}
+    settings = {k: event_settings[k] for k in SHARED_SETTINGS if k in event_settings}
+    settings.update(dict(data.spec.heads.get(FULL) or {}))
+    return EntityFullHead(FoundationModel.from_pretrained(run.hf_dir), run.tokenizer.field_specs(),
+                          data.target.problem, data.target.n_outputs, seed=int(cfg.seed), device=str(cfg.device),
+                          **settings)
+
+
+def _fit_full(cfg: DictConfig, data: EntityTaskRun, run: Any, rows: np.ndarray, validation: np.ndarray,
+              test: np.ndarray) -> tuple[EntityFullHead, np.ndarray]:
+    """Fine-tune on the train rows (early stopping on validation); (head, test predictions)."""
+    windows = data.windows()
+    head = _full_head(cfg, data, run)
+    head.fit(windows.take(rows), data.y[rows], windows.take(validation), data.y[validation])
+    return head, head.predict_windows(windows.take(test))
+
+
+def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, run: Any) -> list[EntityResult]:
+    """Fit every model at every label fraction; save the heads on the embeddings (and the full fine-tune) trained
+    on all labels. `run`: the PretrainedRun (checkpoint, tokenizer, encoder of the full fine-tune)."""
     spec, target = data.spec, data.target
     train, validation, test = (data.rows[s] for s in ("train", "validation", "test"))
     groups = data.examples.column("entity_id").to_numpy(zero_copy_only=False)[test]
     fractions = [float(f) for f in (cfg.get("label_fractions") or spec.label_fractions)]
     results = []
     for name, kind, block in _models(cfg, spec, data.random is not None):
-        X, names = data.features(block), data.feature_names(block)
         for fraction in fractions:
             rows = train[_train_subset(data.examples.take(pa.array(train)), fraction, int(cfg.seed))]
-            head = build_head(kind, target.problem, target.n_outputs, spec.heads.get(kind))
-            extra = {"feature_names": names} if kind == "gbdt" else {}
             started = time.perf_counter()
-            head.fit(X[rows], data.y[rows], X[validation], data.y[validation], **extra)
+            if block == "windows":
+                head, scores = _fit_full(cfg, data, run, rows, validation, test)
+            else:
+                X, names = data.features(block), data.feature_names(block)
+                head = build_head(kind, target.problem, target.n_outputs, spec.heads.get(kind))
+                head.fit(X[rows], data.y[rows], X[validation], data.y[validation],
+                         **({"feature_names": names} if kind == "gbdt" else {}))
+                scores = head.predict_proba(X[test])
             results.append(EntityResult(spec.name, name, target.problem, fraction, len(rows), data.y[test],
-                                        head.predict_proba(X[test]), groups, target.classes, spec.entity))
+                                        scores, groups, target.classes, spec.entity))
             log.info("%s/%s at %.0f%% labels: %.1f s", spec.name, name, 100 * fraction, time.perf_counter() - started)
-            if fraction == 1.0 and block == "embeddings":
+            if fraction == 1.0 and block in ("embeddings", "windows"):
                 head.save(out_dir / "heads" / spec.name / name, kind="entity", task=spec.name,
                           entity_type=spec.entity, entity_types=[spec.entity], problem=target.problem,
-                          classes=list(target.classes), checkpoint=checkpoint, lookback_ms=list(spec.lookback))
+                          classes=list(target.classes), checkpoint=str(run.hf_dir), lookback_ms=list(spec.lookback),
+                          **({"tokenizer": run.tokenizer} if block == "windows" else {}))
     return results
 
 
@@ -191,7 +239,7 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
             continue
         timings[f"{spec.name}/features"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        results += train_models(cfg, data, out_dir, str(run.hf_dir))
+        results += train_models(cfg, data, out_dir, run)
         timings[f"{spec.name}/models"] = round(time.perf_counter() - t0, 2)
     report = cfg.get("report") or {}
     t0 = time.perf_counter()
@@ -224,4 +272,5 @@ def quickstart_entity_tasks(cfg: DictConfig, out_dir: Path, names: Sequence[str]
         cfg.report = {**(cfg.get("report") or {}), "n_bootstrap": QUICKSTART_BOOTSTRAP}
         cfg.label_fractions = None
         cfg.baselines = {**(cfg.get("baselines") or {}), "scratch": False}  # the time budget
+        cfg.heads = {k: v for k, v in (cfg.get("heads") or {}).items() if k != FULL}  # idem
     return entity_table(run_entity_tasks(cfg, tasks, out_dir))

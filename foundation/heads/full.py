@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,96 @@ def window_set(states: PointInTimeStates, examples: ExampleStates, labels: np.nd
     return WindowSet(tables, events, np.asarray(labels, dtype=np.int64))
 
 
+def windows_batch(table: pa.Table, rows: np.ndarray, columns: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model batch of some rows of a windows table (`PointInTimeStates.windows`), each row's events whole."""
+    source = ArrowRows(table)
+    counts = source.lengths[rows]
+    batch = assemble(source, columns, rows, np.zeros(len(rows), np.int64), counts, rows)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def save_with_tokenizer(directory: Path, tokenizer: Any = None) -> Path:
+    """Add the tokenizer to a saved head's encoder/ folder (a head with its own encoder is a whole model)."""
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory / "encoder")
+    return directory
+
+
+def write_head_and_encoder(directory: Path, head: nn.Module, encoder: Any) -> None:
+    """head.safetensors (the head's weights) and encoder/ (the fine-tuned encoder, HF format)."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, directory / "head.safetensors")
+    encoder.save_pretrained(directory / "encoder")
+
+
+def positive_share_batch(rng: np.random.Generator, labels: np.ndarray, batch_size: int, positive_share: float
+                         ) -> np.ndarray:
+    """Indices of a training batch of 0/1 labels with `positive_share` of it drawn from the positives (with
+    replacement: rare positives would leave most uniform batches without one)."""
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_pos = min(len(positives), int(round(batch_size * positive_share))) if len(positives) else 0
+    return np.r_[rng.choice(positives, n_pos), rng.choice(negatives, batch_size - n_pos)]
+
+
+@dataclass
+class EndToEndRun:
+    """How an end-to-end fine-tune went: best validation score and its step, why it stopped, the validation
+    score at each check, the training loss of each step."""
+
+    best: float
+    best_step: int
+    stopped_by: str
+    history: list[tuple[int, float]]
+    losses: list[float]
+
+
+def train_end_to_end(encoder: nn.Module, head: nn.Module, rates: tuple[float, float, float],
+                     step_loss: Callable[[], torch.Tensor], validate: Callable[[], float], steps: int, eval_every: int,
+                     patience: int, budget_minutes: float | None, desc: str = "fine-tune") -> EndToEndRun:
+    """AdamW on the encoder and the head (learning rates `rates[:2]`, weight decay `rates[2]`) for at most `steps`
+    steps and `budget_minutes`, gradients clipped to norm 1; every `eval_every` steps (and at the last one)
+    `validate()` scores the model (higher is better) and `patience` checks without improvement stop the run. The
+    encoder and the head end with the best weights, in eval mode."""
+    encoder_lr, head_lr, weight_decay = rates
+    optimizer = torch.optim.AdamW([{"params": encoder.parameters(), "lr": encoder_lr},
+                                   {"params": head.parameters(), "lr": head_lr}], weight_decay=weight_decay)
+    best, best_step, state, history, bad, losses = -np.inf, 0, None, [], 0, []
+    deadline = None if budget_minutes is None else time.monotonic() + 60.0 * budget_minutes
+    stopped_by = "steps"
+    bar = tqdm(range(1, steps + 1), desc=desc, unit="step", leave=False)
+    for step in bar:
+        encoder.train()
+        head.train()
+        loss = step_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*encoder.parameters(), *head.parameters()], 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if step % eval_every == 0 or step == steps or out_of_time:
+            encoder.eval()
+            head.eval()
+            score = float(validate())
+            history.append((step, round(score, 6)))
+            bar.set_postfix(loss=f"{np.mean(losses[-eval_every:]):.4f}", validation=f"{score:.4f}")
+            if score > best:
+                best, best_step, bad = score, step, 0
+                state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict()))
+            else:
+                bad += 1
+                if bad >= patience:
+                    stopped_by = "patience"
+                    break
+            if out_of_time:
+                stopped_by = "budget"
+                break
+    encoder.load_state_dict(state[0])
+    head.load_state_dict(state[1])
+    encoder.eval()
+    head.eval()
+    return EndToEndRun(float(best), best_step, stopped_by, history, losses)
+
+
 class FullHead(Head):
     """Encoder + MLP head fine-tuned end to end.
 
@@ -173,10 +263,7 @@ class FullHead(Head):
     # ------------------------------------------------------------ features
 
     def _batch(self, table: pa.Table, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        source = ArrowRows(table)
-        counts = source.lengths[rows]
-        batch = assemble(source, self.columns, rows, np.zeros(len(rows), np.int64), counts, rows)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return windows_batch(table, rows, self.columns, self.device)
 
     def features(self, windows: WindowSet) -> torch.Tensor:
         """(N, D) task features of a WindowSet with the current encoder, in `task_features` order.
@@ -203,9 +290,7 @@ class FullHead(Head):
     # ------------------------------------------------------------ training
 
     def _sample(self, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-        positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-        n_pos = min(len(positives), int(round(self.batch_size * self.positive_share))) if len(positives) else 0
-        return np.r_[rng.choice(positives, n_pos), rng.choice(negatives, self.batch_size - n_pos)]
+        return positive_share_batch(rng, labels, self.batch_size, self.positive_share)
 
     def predict_windows(self, windows: WindowSet, batch_size: int = 256) -> np.ndarray:
         """(N,) probabilities from a WindowSet (encoder and head in eval mode)."""
@@ -232,52 +317,23 @@ class FullHead(Head):
                 raise ValueError(f"full head: the {name} examples hold a single class")
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
-        optimizer = torch.optim.AdamW([
-            {"params": self.encoder.parameters(), "lr": self.encoder_lr},
-            {"params": self.head.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss()
-        best, best_step, state, history, bad, losses = -1.0, 0, None, [], 0, []
-        deadline = None if self.budget_minutes is None else time.monotonic() + 60.0 * self.budget_minutes
-        stopped_by = "steps"
-        bar = tqdm(range(1, self.steps + 1), desc="fine-tune", unit="step", leave=False)
-        for step in bar:
-            self.encoder.train()
-            self.head.train()
+
+        def step_loss() -> torch.Tensor:
             batch = train.take(self._sample(rng, train.labels))
             logits = self.head(self.features(batch)).squeeze(-1)
-            loss = loss_fn(logits, torch.as_tensor(batch.labels, dtype=torch.float32, device=self.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([*self.encoder.parameters(), *self.head.parameters()], 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            if step % self.eval_every == 0 or step == self.steps or out_of_time:
-                score = pr_auc(validation.labels, self.predict_windows(validation))
-                history.append((step, round(score, 6)))
-                bar.set_postfix(loss=f"{np.mean(losses[-self.eval_every:]):.4f}", val_pr_auc=f"{score:.4f}")
-                if score > best:
-                    best, best_step, bad = score, step, 0
-                    state = (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.head.state_dict()))
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        stopped_by = "patience"
-                        break
-                if out_of_time:
-                    stopped_by = "budget"
-                    break
-        self.encoder.load_state_dict(state[0])
-        self.head.load_state_dict(state[1])
-        self.encoder.eval()
-        self.head.eval()
-        self.info = {"best_step": best_step, "steps_run": len(losses), "stopped_by": stopped_by,
-                     "validation_pr_auc": best,
-                     "validation_pr_auc_by_step": history, "final_train_loss": float(np.mean(losses[-10:])),
+            return loss_fn(logits, torch.as_tensor(batch.labels, dtype=torch.float32, device=self.device))
+
+        run = train_end_to_end(self.encoder, self.head, (self.encoder_lr, self.head_lr, self.weight_decay), step_loss,
+                               lambda: pr_auc(validation.labels, self.predict_windows(validation)), self.steps,
+                               self.eval_every, self.patience, self.budget_minutes)
+        self.info = {"best_step": run.best_step, "steps_run": len(run.losses), "stopped_by": run.stopped_by,
+                     "validation_pr_auc": run.best, "validation_pr_auc_by_step": run.history,
+                     "final_train_loss": float(np.mean(run.losses[-10:])),
                      "n_train": int(len(train)), "n_train_positive": int(train.labels.sum()),
                      "n_validation_early_stopping": int(len(validation))}
-        log.info("full head: best step %d/%d (stopped by %s), validation PR-AUC %.4f", best_step, len(losses),
-                 stopped_by, best)
+        log.info("full head: best step %d/%d (stopped by %s), validation PR-AUC %.4f", run.best_step,
+                 len(run.losses), run.stopped_by, run.best)
         return self
 
     def choose_threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -301,15 +357,10 @@ class FullHead(Head):
 
     def save(self, directory: str | Path, tokenizer: Any = None, **metadata: Any) -> Path:
         """Write head.safetensors, encoder/ (HF format, plus the tokenizer when given) and head.json."""
-        directory = super().save(directory, **metadata)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory / "encoder")
-        return directory
+        return save_with_tokenizer(super().save(directory, **metadata), tokenizer)
 
     def _write_weights(self, directory: Path) -> dict[str, Any]:
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()},
-                  directory / "head.safetensors")
-        self.encoder.save_pretrained(directory / "encoder")
+        write_head_and_encoder(directory, self.head, self.encoder)
         return {"encoder": "encoder", "entity_types": list(self.layout.entities), "settings": self.settings()}
 
     @classmethod

@@ -239,20 +239,9 @@ class PointInTimeStates:
                          np.zeros((n, hidden_size), np.float32) if with_event_vectors else None,
                          np.zeros((n, len(surprise.names)), np.float32) if surprise is not None else None)
         found = np.zeros(n, dtype=bool)
-        for shard in self.store.shards(entity_type):
-            keys = self.store.keys(shard)
-            row = pc.fill_null(pc.index_in(ids, value_set=keys["entity_id"].combine_chunks()), -1)
-            row = row.to_numpy().astype(np.int64)
-            mine = np.flatnonzero(row >= 0)
-            if not len(mine):
-                continue
+        for shard, row, mine, index, (offsets, seq_ids, q_ids) in self._shard_indices(entity_type, ids, times_ms,
+                                                                                      event_ids):
             found[mine] = True
-            offsets, times = _flat(keys["event_time"])
-            times = times.cast(pa.int64()).to_numpy()
-            seq_ids = keys["event_id"].combine_chunks().values
-            q_ids = event_ids.take(pa.array(mine)) if event_ids is not None and not aggregate else None
-            index = as_of_index(offsets, times, row[mine], times_ms[mine], seq_ids if q_ids is not None else None,
-                                q_ids, inclusive=aggregate)
             if with_event_vectors:
                 self._check_events(entity_type, offsets, seq_ids, row[mine], index, q_ids)
             has = index >= 0
@@ -273,6 +262,37 @@ class PointInTimeStates:
             missing = ids.filter(pa.array(~found)).slice(0, 3).to_pylist()
             raise ValueError(f"{int((~found).sum())} queried events have no {entity_type} sequence "
                              f"(e.g. entity ids {missing}); their event vectors cannot be computed")
+        return out
+
+    def _shard_indices(self, entity_type: str, ids: pa.Array, times_ms: np.ndarray, event_ids: pa.Array | None
+                       ) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, tuple[Any, Any, Any]]]:
+        """Per shard holding some of the queried entities: (shard, row of every query in it (-1: elsewhere),
+        the queries it holds, their as-of indices, (offsets, sequence event ids, those queries' event ids))."""
+        aggregate = self.store.is_aggregate(entity_type)
+        for shard in self.store.shards(entity_type):
+            keys = self.store.keys(shard)
+            row = pc.fill_null(pc.index_in(ids, value_set=keys["entity_id"].combine_chunks()), -1)
+            row = row.to_numpy().astype(np.int64)
+            mine = np.flatnonzero(row >= 0)
+            if not len(mine):
+                continue
+            offsets, times = _flat(keys["event_time"])
+            times = times.cast(pa.int64()).to_numpy()
+            seq_ids = keys["event_id"].combine_chunks().values
+            q_ids = event_ids.take(pa.array(mine)) if event_ids is not None and not aggregate else None
+            index = as_of_index(offsets, times, row[mine], times_ms[mine], seq_ids if q_ids is not None else None,
+                                q_ids, inclusive=aggregate)
+            yield shard, row, mine, index, (offsets, seq_ids, q_ids)
+
+    def positions(self, entity_type: str, entity_ids: pa.Array, times_ms: np.ndarray) -> np.ndarray:
+        """(Q,) index, in its entity's full sequence, of each query's last event before `times_ms` (the as_of
+        rule without event ids; -1 without history). Model-free: what `as_of(...).index` holds, without the pass."""
+        ids = pc.cast(entity_ids, pa.string())
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        times_ms = np.asarray(times_ms, dtype=np.int64)
+        out = np.full(len(ids), -1, dtype=np.int64)
+        for _, _, mine, index, _ in self._shard_indices(entity_type, ids, times_ms, None):
+            out[mine] = index
         return out
 
     @staticmethod

@@ -76,6 +76,10 @@ def load_entity_heads(tasks: Mapping[str, Mapping[str, Any] | None] | None, fine
         meta = model.metadata
         if meta.get("kind") != "entity":
             raise ValueError(f"{task_dir / name} is not an entity task head (head.json kind {meta.get('kind')!r})")
+        if model.head_type == "entity_full":
+            raise ValueError(f"{task_dir / name} is a full fine-tune (its own encoder), scored in batch only; serve "
+                             f"one of the heads on the pretrained embedding: entity_tasks.{task}.head="
+                             f"{[n for n in names if n != name]}")
         heads.append(EntityTaskHead(task, name, str(meta["entity_type"]), str(meta["problem"]),
                                     tuple(meta.get("classes") or ()), model,
                                     tuple(int(ms) for ms in meta.get("lookback_ms") or ())))

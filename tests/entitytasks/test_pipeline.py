@@ -25,7 +25,8 @@ DECLINE_SOON = {  # a binary customer task the tiny world has both classes of
     "aggregates": {"windows": ["7d", "30d"], "rates": {"decline": {"field": "event_type", "values": ["decline"]}}},
     "label_fractions": [0.5, 1.0],
     "heads": {"probe": {"max_epochs": 3}, "mlp": {"max_epochs": 3, "hidden_sizes": [16]},
-              "gbdt": {"num_boost_round": 20, "params": {"min_data_in_leaf": 5}}},
+              "gbdt": {"num_boost_round": 20, "params": {"min_data_in_leaf": 5}},
+              "full": {"steps": 4, "eval_every": 2, "batch_size": 8, "hidden_sizes": [16]}},
 }
 
 
@@ -40,8 +41,9 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
     assert {"load", "decline_soon/features", "decline_soon/models", "report"} <= set(summary["timings_s"])
     assert task["problem"] == "binary" and task["entity"] == "customer"
     models = task["models"]
-    # full: event tasks only; baselines.scratch: the MLP on a random encoder's embeddings
-    assert set(models) == {"probe", "mlp", "gbdt", BASELINE, "embeddings_aggregates_lgbm", "random_encoder_mlp"}
+    # full: the encoder fine-tuned on the windows; baselines.scratch: the MLP on a random encoder's embeddings
+    assert set(models) == {"probe", "mlp", "gbdt", "full", BASELINE, "embeddings_aggregates_lgbm",
+                           "random_encoder_mlp"}
     for name, entry in models.items():
         assert set(entry["by_fraction"]) == {"0.5", "1.0"}
         assert entry["by_fraction"]["0.5"]["n_train"] < entry["by_fraction"]["1.0"]["n_train"]
@@ -50,8 +52,11 @@ def test_entity_task_run_end_to_end(world, tmp_path, capsys):
         head = load_head(folder / "heads" / "decline_soon" / name)
         assert head.metadata["kind"] == "entity" and head.metadata["entity_type"] == "customer"
         assert head.n_features == world.run.model.config.hidden_size + 2
+    full = load_head(folder / "heads" / "decline_soon" / "full")  # with its own fine-tuned encoder
+    assert full.head_type == "entity_full" and full.steps == 4 and full.info["steps_run"] == 4
+    assert (folder / "heads" / "decline_soon" / "full" / "encoder" / "config.json").exists()
     assert not (folder / "heads" / "decline_soon" / "random_encoder_mlp").exists()  # not a servable head
-    assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 6
+    assert (folder / "entity_report.md").read_text().count("| decline_soon (customer, binary) |") == 7
     assert (folder / "plots" / "entity_decline_soon_label_efficiency.png").exists()
     assert "| decline_soon (customer, binary) | mlp |" in capsys.readouterr().out
 
@@ -92,5 +97,6 @@ def test_the_quickstart_block_runs_the_named_tasks_within_its_bounds(world, tmp_
     summary = json.loads((tmp_path / "out" / "entity_metrics.json").read_text())
     models = summary["tasks"]["decline_soon"]["models"]
     assert summary["n_bootstrap"] == pipeline.QUICKSTART_BOOTSTRAP and "random_encoder_mlp" not in models
+    assert "full" not in models  # the quickstart's time budget
     assert all(set(entry["by_fraction"]) == {"1.0"} for entry in models.values())  # the task's [1.0], not the run's
     assert "| decline_soon (customer, binary) | mlp |" in table

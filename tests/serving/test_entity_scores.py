@@ -100,6 +100,16 @@ def test_unserved_types_unknown_entities_and_bad_heads(service, tmp_path):
                                                            np.array([0, 1, 0, 1])).save(tmp_path / "heads" / "t" / "p")
     with pytest.raises(ValueError, match="not an entity task head"):
         load_entity_heads({"t": None}, tmp_path)
+    # a full fine-tune carries its own encoder: batch scoring only, the error names the servable heads
+    from foundation.entitytasks.full import EntityFullHead
+
+    scorer = service[1]
+    EntityFullHead(scorer.model, scorer.model.config.fields, "binary").save(
+        tmp_path / "heads" / "u" / "full", kind="entity", task="u", entity_type="merchant", problem="binary")
+    _save_heads(tmp_path, scorer.model.config.hidden_size)
+    (tmp_path / "heads" / "merchant_risk" / "probe").rename(tmp_path / "heads" / "u" / "probe")
+    with pytest.raises(ValueError, match=r"batch only.*entity_tasks\.u\.head=\['probe'\]"):
+        load_entity_heads({"u": {"head": "full"}}, tmp_path)
 
 
 def test_a_lookback_head_reads_the_earlier_state_as_the_batch_path_does(service, tmp_path):
