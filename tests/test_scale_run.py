@@ -40,6 +40,7 @@ def test_peak_rss_sums_the_whole_process_tree(tmp_path):
     # the sampled sum holds child and grandchild together.
     assert 0.29 * GIB < run.max_process_rss_bytes < 0.45 * GIB
     assert run.peak_tree_rss_bytes > run.max_process_rss_bytes + 0.08 * GIB
+    assert run.peak_tree_anon_bytes > 0.38 * GIB  # the two buffers are heap, not file pages
     assert run.seconds >= 1.5
 
 
@@ -58,6 +59,10 @@ def test_world_size_and_stage_commands(tmp_path):
     for argv in commands.values():  # every stage reads and writes the same world under the scratch root
         assert f"paths.root_dir={tmp_path}" in argv and "synthetic.n_customers=500000" in argv
     assert "trainer=ddp" in commands["pretrain_ddp"] and "trainer=ddp" not in commands["pretrain"]
+    assert "backend=pyarrow" in commands["sequences_all"]
+    spark = stage_commands(compose_scale([f"paths.root_dir={tmp_path}", "sequences_backend=spark"]), tmp_path)
+    assert {"backend=spark", "spark.master='local[2]'", "prepared=true"} <= set(spark["sequences_pretrain"])
+    assert {"backend=spark", "spark.master='local[2]'"} <= set(spark["validate"])
 
 
 def test_bad_stage_or_a_root_inside_the_repository_is_refused(tmp_path):
@@ -91,6 +96,6 @@ def test_tiny_scale_run_measures_every_stage(tmp_path):
     assert result["stages"]["pretrain_ddp"]["peak_tree_rss_gib"] > result["stages"]["pretrain"]["max_process_rss_gib"]
     assert {"cpu", "cores", "ram_gib", "torch", "commit"} <= set(result["machine"])
     table = (out / "scale.md").read_text()
-    assert "| stage | events | seconds | events/s | peak RSS GiB | note |" in table
+    assert "| stage | events | seconds | events/s | peak RSS GiB | of which anonymous | note |" in table
     assert all(f"| {name} |" in table for name in STAGES)
     assert any((tmp_path / "scratch" / "data" / "synthetic" / "events").glob("*.parquet"))  # the scratch root

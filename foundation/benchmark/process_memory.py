@@ -30,6 +30,7 @@ class MeasuredRun:
         returncode: its exit status.
         seconds: wall time from start to exit.
         peak_tree_rss_bytes: the largest sampled sum of RSS over the process and its descendants.
+        peak_tree_anon_bytes: the largest sampled sum of their anonymous RSS (RSS less file-backed pages).
         max_process_rss_bytes: the kernel's peak RSS of the largest single process of the tree (ru_maxrss).
         cpu_seconds: user + system CPU time of the tree (waited-for descendants included).
         samples: how many samples were taken.
@@ -38,6 +39,7 @@ class MeasuredRun:
     returncode: int
     seconds: float
     peak_tree_rss_bytes: int
+    peak_tree_anon_bytes: int
     max_process_rss_bytes: int
     cpu_seconds: float
     samples: int
@@ -73,16 +75,20 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Summed resident set size of `root` and its descendants (0 for a process that is gone)."""
-    total = 0
+def tree_rss_bytes(root: int) -> tuple[int, int]:
+    """Summed resident set size of `root` and its descendants, and the anonymous part of it (heap and stacks:
+    what the kernel cannot drop; the rest is file pages such as memory-mapped Arrow files and libraries).
+    A process that is gone counts 0."""
+    total = anon = 0
     for pid in tree_pids(root):
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_BYTES
-        except (OSError, IndexError, ValueError):
+                _, resident, shared = f.read().split()[:3]
+        except (OSError, ValueError):
             continue
-    return total
+        total += int(resident) * PAGE_BYTES
+        anon += (int(resident) - int(shared)) * PAGE_BYTES  # statm's "shared" = resident file + shmem pages
+    return total, anon
 
 
 def run_measured(command: Sequence[str], log_path: str | os.PathLike, cwd: str | os.PathLike | None = None,
@@ -98,7 +104,7 @@ def run_measured(command: Sequence[str], log_path: str | os.PathLike, cwd: str |
         The MeasuredRun (the command's failure is its returncode, not an exception).
     """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    peak, samples = 0, 0
+    peak, peak_anon, samples = 0, 0, 0
     with open(log_path, "wb") as log:
         began = time.perf_counter()
         proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
@@ -108,10 +114,11 @@ def run_measured(command: Sequence[str], log_path: str | os.PathLike, cwd: str |
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak, samples = max(peak, tree_rss_bytes(proc.pid)), samples + 1
+            rss, anon = tree_rss_bytes(proc.pid)
+            peak, peak_anon, samples = max(peak, rss), max(peak_anon, anon), samples + 1
             time.sleep(interval)
         seconds = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     return MeasuredRun(returncode=proc.returncode, seconds=seconds, peak_tree_rss_bytes=peak,
-                       max_process_rss_bytes=int(usage.ru_maxrss) * 1024,  # KiB on Linux
+                       peak_tree_anon_bytes=peak_anon,                        max_process_rss_bytes=int(usage.ru_maxrss) * 1024,  # KiB on Linux
                        cpu_seconds=usage.ru_utime + usage.ru_stime, samples=samples)

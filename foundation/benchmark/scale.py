@@ -54,6 +54,9 @@ def stage_commands(cfg: DictConfig, root: Path) -> dict[str, list[str]]:
     """argv of every stage (run from the repository root)."""
     world, py = world_overrides(cfg, root), sys.executable
     results = root / "scale_logs"
+    backend = [f"backend={cfg.sequences_backend}"]
+    if str(cfg.sequences_backend) == "spark":
+        backend.append(f"spark.master='{cfg.spark_master}'")  # quoted: Hydra reads `[` as a list
     p = cfg.pretrain
     train = ["model=small", "objective=next_event", "logger=csv", "trainer.max_epochs=1",
              f"datamodule.batches_per_epoch={int(p.steps)}", f"datamodule.batch_size={int(p.batch_size)}",
@@ -61,10 +64,12 @@ def stage_commands(cfg: DictConfig, root: Path) -> dict[str, list[str]]:
              "trainer.enable_progress_bar=false", *[str(o) for o in p.overrides]]
     return {
         "generate": [py, "scripts/generate_data.py", *world],
-        "validate": [py, "scripts/scale_stage.py", "validate", str(results / "validate.json"),
-                     *world],
-        "sequences_pretrain": [py, "scripts/build_sequences.py", *world, "period=pretrain", "prepared=true"],
-        "sequences_all": [py, "scripts/build_sequences.py", *world, "period=all", "prepared=true"],
+        "validate": [py, "scripts/scale_stage.py", "validate", str(results / "validate.json"), *world,
+                     *backend],
+        "sequences_pretrain": [py, "scripts/build_sequences.py", *world, "period=pretrain", "prepared=true",
+                               f"entities_per_shard={int(cfg.entities_per_shard)}", *backend],
+        "sequences_all": [py, "scripts/build_sequences.py", *world, "period=all", "prepared=true",
+                          f"entities_per_shard={int(cfg.entities_per_shard)}", *backend],
         "tokenizer": [py, "scripts/scale_stage.py", "tokenizer", str(results / "tokenizer.json"),
                       *world],
         "pretrain": [py, "scripts/pretrain.py", *world, *train, "run_name=scale-1proc"],
@@ -118,11 +123,12 @@ def stage_counts(stage: str, cfg: DictConfig, root: Path) -> dict[str, Any]:
                                          f"{size['n_issuers']} issuers"}
     if stage == "validate":
         counts = json.loads((logs / "validate.json").read_text())
-        return {"events": counts["input_rows"], "note": f"read + validate the whole world, "
+        return {"events": counts["input_rows"], "note": f"{cfg.sequences_backend}: read + validate the whole world, "
                                                         f"{counts['quarantined']:,} quarantined"}
     if stage.startswith("sequences_"):
         period = stage.split("_", 1)[1]
-        return {"events": world, "note": f"read + validate + sequences of period {period}, every entity type"}
+        return {"events": world, "note": f"{cfg.sequences_backend}: read + validate + sequences of period {period}, "
+                                         "every entity type"}
     tokenizer = json.loads((logs / "tokenizer.json").read_text())
     if stage == "tokenizer":
         return {"events": tokenizer["elements"], "note": "fit + encode the pretrain period (events: sequence "
@@ -144,17 +150,19 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"commit {m['commit']}; load average {_load(result['load_avg_start'])} at the start, "
              f"{_load(result['load_avg_end'])} at the end; {result['wall_s']:.0f} s in all, "
              f"{result['disk_gib']:.2f} GiB on disk under the scratch root.", "",
-             "| stage | events | seconds | events/s | peak RSS GiB | note |", "|---|---:|---:|---:|---:|---|"]
+             "| stage | events | seconds | events/s | peak RSS GiB | of which anonymous | note |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for name, row in result["stages"].items():
         if row["status"] != "ok":
-            lines.append(f"| {name} | | {row['seconds']:.1f} | | {row['peak_rss_gib']:.2f} | "
+            lines.append(f"| {name} | | {row['seconds']:.1f} | | {row['peak_rss_gib']:.2f} | | "
                          f"failed (exit {row['returncode']}), see {row['log']} |")
             continue
         lines.append(f"| {name} | {row['events']:,} | {row['seconds']:.1f} | {row['events_per_s']:,} | "
-                     f"{row['peak_rss_gib']:.2f} | {row['note']} |")
+                     f"{row['peak_rss_gib']:.2f} | {row['peak_tree_anon_gib']:.2f} | {row['note']} |")
     lines += ["", "Peak RSS: the largest sum of RSS over the stage's process and its children, sampled every "
               f"{s['sample_interval']} s (pages shared between processes counted in each), or the kernel's peak of "
-              "its largest single process when that is higher. Each stage is a separate process: its seconds "
+              "its largest single process when that is higher. Anonymous: the largest sampled sum of RSS less file-backed "
+              "pages (memory-mapped Arrow files, libraries), which the kernel can drop under pressure. Each stage is a separate process: its seconds "
               "include the interpreter and imports.", ""]
     return "\n".join(lines)
 
@@ -205,7 +213,8 @@ def run_scale(cfg: DictConfig) -> Path:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PROJECT_ROOT": str(root), "WANDB_MODE": "disabled"}
     result: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(),
-        "settings": {**world_size(cfg), **OmegaConf.to_container(cfg.pretrain, resolve=True),
+        "settings": {**world_size(cfg), "sequences_backend": str(cfg.sequences_backend),
+                     "entities_per_shard": int(cfg.entities_per_shard), **OmegaConf.to_container(cfg.pretrain, resolve=True),
                      "sample_interval": float(cfg.sample_interval), "root": str(root)},
         "load_avg_start": list(os.getloadavg()), "stages": {}}
     began, failed = time.perf_counter(), None
@@ -219,6 +228,7 @@ def run_scale(cfg: DictConfig) -> Path:
             "seconds": round(run.seconds, 2), "cpu_seconds": round(run.cpu_seconds, 1),
             "peak_rss_gib": round(max(run.peak_tree_rss_bytes, run.max_process_rss_bytes) / GIB, 3),
             "peak_tree_rss_gib": round(run.peak_tree_rss_bytes / GIB, 3),
+            "peak_tree_anon_gib": round(run.peak_tree_anon_bytes / GIB, 3),
             "max_process_rss_gib": round(run.max_process_rss_bytes / GIB, 3), "rss_samples": run.samples,
             "load_avg_start": load, "load_avg_end": list(os.getloadavg()), "log": str(log),
             "command": commands[stage][1:]}
