@@ -43,6 +43,7 @@ from foundation.serving.state import EntityHistory, EventRecord, StateStore
 logger = logging.getLogger(__name__)
 Key = tuple[int, str]  # (event_time ms, event_id): the order of an entity's sequence
 Ref = tuple[str, str]  # (entity_type, entity_id)
+SURPRISE_CACHE = 4096  # states whose next-event log-probabilities are kept (~10 KB each for `small`)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class StateEngine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = self.cache_misses = 0
+        self._surprise_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.live = (LiveStates(self.model, tokenizer, self.canonical, self.fields, cache_size, live_bytes)
                      if incremental and supports(self.model) else None)
 
@@ -327,9 +329,28 @@ class StateEngine:
                 return vectors, None
             if self.surprise is None:
                 raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
-            hidden = torch.as_tensor(np.stack([np.asarray(s.hidden, np.float32) for s in states]))  # (N, H)
             has_history = torch.tensor([s.has_history for s in states])
-            return vectors, self.surprise(hidden, batch, has_history).numpy()
+            return vectors, self.surprise.from_log_probs(self._log_probs(states), batch, has_history).numpy()
+
+    def _log_probs(self, states: Sequence[EntityState]) -> torch.Tensor:
+        """(N, C) next-event log-probabilities of the states (EventSurprise.log_probs): they depend on the
+        state's hidden vector alone, so the heads run once per state, not once per attempt; kept for the
+        `SURPRISE_CACHE` most recent hidden vectors (keyed by their bytes: an exact match)."""
+        hidden = [np.ascontiguousarray(s.hidden, np.float32) for s in states]
+        keys = [h.tobytes() for h in hidden]
+        with self._lock:
+            found = [self._surprise_cache.get(key) for key in keys]
+        todo = [k for k, row in enumerate(found) if row is None]
+        if todo:
+            for k, row in zip(todo, self.surprise.log_probs(torch.as_tensor(np.stack([hidden[k] for k in todo])))):
+                found[k] = row.clone()  # its own storage, not a view of the batch
+        with self._lock:
+            for key, row in zip(keys, found):
+                self._surprise_cache[key] = row
+                self._surprise_cache.move_to_end(key)
+            while len(self._surprise_cache) > SURPRISE_CACHE:
+                self._surprise_cache.popitem(last=False)
+        return torch.stack(found)  # (N, C)
 
 
 class StateWarmer:
