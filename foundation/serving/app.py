@@ -182,10 +182,10 @@ class Service:
         return result
 
     async def score_batched(self, payload: Any, commit: bool) -> dict[str, Any]:
-        """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls."""
+        """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls,
+        and their bodies one validator pass (EventParser.parse_attempts), off the event loop."""
         self.need_scorer()
-        attempt = self.parser.parse_attempt(payload, commit=commit)
-        return await asyncio.wrap_future(self.batcher.submit((attempt, commit)))
+        return await asyncio.wrap_future(self.batcher.submit((payload, commit)))
 
 
 def create_app(
@@ -215,7 +215,8 @@ def create_app(
     if scorer is not None and settings.batch_max_size > 0:
         from foundation.serving.batching import MicroBatcher, scoring_run
 
-        svc.batcher = MicroBatcher(scoring_run(scorer, store, svc.count_cache, svc.committed), settings.batch_max_size,
+        svc.batcher = MicroBatcher(scoring_run(scorer, store, svc.count_cache, svc.committed, parser.parse_attempts),
+                                   settings.batch_max_size,
                                    settings.batch_max_wait_s, settings.batch_queue_size, svc.metrics.score_batch.observe)
 
     @asynccontextmanager

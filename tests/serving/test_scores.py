@@ -302,9 +302,9 @@ def test_commit_requests_in_one_batch_see_each_other(world, tmp_path):
         return score_many(attempts, *args, **kwargs)
 
     scorer.score_many = held
-    blocker = batcher.submit((parser.parse_attempt(attempt(raw, rows[0]), commit=False), False))
+    blocker = batcher.submit((attempt(raw, rows[0]), False))  # the batcher's items: (request body, commit)
     assert entered.wait(20)  # the worker is inside the first pass
-    futures = [batcher.submit((parser.parse_attempt(body, commit=True), True)) for body in new]
+    futures = [batcher.submit((body, True)) for body in new]
     release.set()
     blocker.result(20)
     results = [f.result(20) for f in futures]
