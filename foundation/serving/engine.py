@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from foundation.data.aggregates import AggregateSpec
-from foundation.data.collate import ArrowRows, assemble, batch_columns
+from foundation.data.collate import batch_columns
 from foundation.data.schema import DataSchema
 from foundation.pointintime import (
     bucket_rows,
@@ -106,6 +106,7 @@ class StateEngine:
         self.schema = schema
         self.aggregate_specs = dict(aggregate_specs or {})
         self.field_specs = tokenizer.field_specs()
+        self._batch_columns = batch_columns(self.field_specs)
         self.max_len = int(model.config.max_position)
         self.hidden_size = int(model.config.hidden_size)
         self.canonical = schema.canonical_schema()
@@ -294,20 +295,45 @@ class StateEngine:
 
     def _events_batch(self, records: Sequence[EventRecord], previous: Sequence[int | None]) -> dict[str, torch.Tensor]:
         """The (N, 1) model batch of N attempts, each in its event entity's sequence after its previous event
-        (one tokenizer call; row r equals `_event_batch(records[r], previous[r])`)."""
-        etype = self.event_entity
-        tables, starts = [], []
-        for record, time in zip(records, previous):
-            if time is not None and time > record.event_time:
-                raise ValueError(f"previous event at {time} is after the attempt at {record.event_time}")
-            events = [record.payload] if time is None else [{"event_id": "", "event_time": time}, record.payload]
-            tables.append(event_rows(etype, record.payload.get(f"{etype}_id") or "", events, self.canonical,
-                                     self.fields))
-            starts.append(len(events) - 1)
-        encoded = self.tokenizer.encode(pa.concat_tables(tables).combine_chunks())
+        (row r equals `_event_batch(records[r], previous[r])`, tests/serving/test_scorer.py).
+
+        Built from flat columns (`EventTokenizer.encode_flat`: the tokenizer's own encoders on the values
+        `event_rows` would hold), not through one-row sequence tables and `assemble`: the same tensors
+        without the table building that dominated a single attempt's features.
+        """
+        events: list[Mapping[str, Any]] = []
+        ends = np.empty(len(records), np.int64)  # flat index of each attempt: the last event of its row
+        for r, (record, time) in enumerate(zip(records, previous)):
+            if time is not None:
+                if time > record.event_time:
+                    raise ValueError(f"previous event at {time} is after the attempt at {record.event_time}")
+                events.append({"event_id": "", "event_time": time})  # only its time matters: the attempt's gap
+            events.append(record.payload)
+            ends[r] = len(events) - 1
+        offsets = np.concatenate([[0], ends + 1])
+        times = np.array([e["event_time"] for e in events], np.int64)
+        columns = {}
+        for name in self.fields:
+            dtype = self.canonical.field(name).type
+            values = [e.get(name) for e in events]
+            columns[name] = (pa.array(values, pa.int64()).cast(dtype) if pa.types.is_timestamp(dtype)
+                             else pa.array(values, dtype, from_pandas=True))  # as event_rows builds them
+        encoded = {"event_time": times, **self.tokenizer.encode_flat(columns, times, offsets)}
         n = len(records)
-        return assemble(ArrowRows(encoded), batch_columns(self.field_specs), np.arange(n), np.asarray(starts),
-                        np.ones(n, np.int64), np.zeros(n, np.int64))
+        batch = {
+            "entity_type": torch.full((n,), self.tokenizer.entity_types.index(self.event_entity), dtype=torch.int64),
+            "lengths": torch.ones(n, dtype=torch.int64),
+            "attention_mask": torch.ones((n, 1), dtype=torch.bool),
+            "entity_index": torch.zeros(n, dtype=torch.int64),
+        }
+        for column in self._batch_columns:
+            dtype = np.float32 if column.kind in ("float", "label") else np.int64
+            if column.name in encoded:
+                values = np.asarray(encoded[column.name])[ends][:, None]  # (N, 1) or (N, 1, K)
+            else:  # pad_missing, as assemble
+                values = np.full((n, 1) + ((column.max_tokens,) if column.kind == "tokens" else ()), column.pad, dtype)
+            batch[column.name] = torch.from_numpy(np.ascontiguousarray(values, dtype=dtype))
+        return batch
 
     @torch.inference_mode()
     def event_features_many(self, records: Sequence[EventRecord], states: Sequence[EntityState],
