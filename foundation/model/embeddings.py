@@ -229,7 +229,7 @@ class FoundationEventEmbedding(nn.Module):
         dtype = self.mask_embedding.dtype
         total = torch.zeros((reference.numel(), hidden), dtype=dtype, device=reference.device)
         stacked, value_vectors = self._lookup_tables(tuple(present))
-        ids, values = [], []
+        ids, offsets, values, bins = [], [], [], []
         offset = 1  # row 0 of the stacked table: the shared padding row
         for index, (spec, is_present) in enumerate(zip(self.content_specs, present)):
             if not is_present:
@@ -243,17 +243,21 @@ class FoundationEventEmbedding(nn.Module):
                 table, key = module.embedding.weight, module.key
             else:  # numeric: bin lookup + value projection
                 table, key = module.bin_embedding.weight, module.bin_key
-                bins = batch[module.bin_key]
-                value = batch[module.value_key].float()
-                values.append(torch.where(torch.isfinite(value) & (bins > 1), value, torch.zeros_like(value)))
-            field_ids = batch[key].reshape(-1)
-            ids.append(torch.where(field_ids > 0, field_ids + offset, torch.zeros_like(field_ids)))
+                bins.append(batch[module.bin_key].reshape(-1))
+                values.append(batch[module.value_key].float().reshape(-1))
+            ids.append(batch[key].reshape(-1))
+            offsets.append(offset)
             offset += table.shape[0]
+        # Every field's ids shifted to its block of the stacked table in one op (a few per batch, not per field).
         if ids:
-            total = total + F.embedding_bag(torch.stack(ids, dim=1), stacked, mode="sum", padding_idx=0)
+            field_ids = torch.stack(ids, dim=1)  # (N, n_id_fields)
+            shift = torch.tensor(offsets, dtype=field_ids.dtype, device=field_ids.device)
+            shifted = torch.where(field_ids > 0, field_ids + shift, torch.zeros_like(field_ids))
+            total = total + F.embedding_bag(shifted, stacked, mode="sum", padding_idx=0)
         if values:
-            value_matrix = torch.stack(values, dim=-1).reshape(-1, len(values)).to(dtype)  # (N, n_numeric)
-            total = total + value_matrix @ value_vectors  # (N, H)
+            value, value_bins = torch.stack(values, dim=1), torch.stack(bins, dim=1)  # (N, n_numeric)
+            value_matrix = torch.where(torch.isfinite(value) & (value_bins > 1), value, torch.zeros_like(value))
+            total = total + value_matrix.to(dtype) @ value_vectors  # (N, H)
         if self.projection is not None:
             total = total + self.projection.bias
         return total.view(*reference.shape, hidden)  # (B, T, H)
