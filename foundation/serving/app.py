@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -85,10 +85,14 @@ def error_response(err: RequestError) -> JSONResponse:
     return JSONResponse(status_code=err.status, content={"error": err.to_dict()}, headers=headers)
 
 
-def bearer_guard(api_token: str | None) -> Callable[[Request], None]:
-    """The dependency guarding /v1/* and the docs: `Authorization: Bearer <api_token>`, or open when None."""
+def bearer_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """The dependency guarding /v1/* and the docs: `Authorization: Bearer <api_token>`, or open when None.
 
-    def authorize(request: Request) -> None:
+    A coroutine: FastAPI runs a plain-function dependency in its thread pool, a thread hop (and a wait for
+    the interpreter lock behind the scoring thread) on every request for a header comparison.
+    """
+
+    async def authorize(request: Request) -> None:
         if api_token is None:
             return
         header = request.headers.get("authorization", "")
@@ -241,7 +245,7 @@ def create_app(
     return app
 
 
-def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], None],
+def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], Awaitable[None]],
                models: tuple[type, type]) -> None:
     """The API (/v1/*, behind `authorize`) and the probes (/healthz, /metrics, always open).
 
