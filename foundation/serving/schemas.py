@@ -260,7 +260,11 @@ class EventParser:
                         problems.append(_problem(i, column, keys.get(column, "event_id"), "missing",
                                                  "required column is missing from the event"))
                     continue
-                text, reason, problem = self._as_text(row[column], kind)
+                value = row[column]
+                if value.__class__ is int or (value.__class__ is str and value.isascii()):
+                    text, reason, problem = str(value), "", None  # _as_text's answer for the common cases
+                else:
+                    text, reason, problem = self._as_text(value, kind)
                 if problem is None and kind == "id" and text and not text.strip():
                     reason, problem = self._blank_key(column)
                 if problem is not None:
