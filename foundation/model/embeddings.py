@@ -158,6 +158,55 @@ class FoundationEventEmbedding(nn.Module):
         hidden = self.mask_embedding.shape[0]
         return self.projection.weight[:, index * hidden:(index + 1) * hidden]
 
+    def _lookup_tables(self, present: tuple[bool, ...]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The stacked id table (1 + sum of vocabularies, H) of the present id fields, each E_f @ W_f^T after
+        the zero padding row, and the (n_numeric, H) value vectors W_f @ v_f (None when there are none).
+
+        Without gradients (inference, evaluation) they are kept until a weight changes (its `_version` moves
+        on: an optimizer step, `load_state_dict`, a device or dtype move gives new tensors): a single-event
+        forward then costs lookups, not one (vocab, H) @ (H, H) product per field. The cached tensors are the
+        ones this method computes, so the output is the same either way.
+        """
+        if torch.is_grad_enabled():
+            return self._compute_tables(present)
+        key = (present, tuple((id(w), w.data_ptr(), w._version, w.dtype, w.device) for w in self._table_weights()))
+        cached = getattr(self, "_tables_cache", None)
+        if cached is None or cached[0] != key:
+            # plain tensors (not inference tensors): usable in any later no-grad pass, copyable with the module
+            with torch.inference_mode(False), torch.no_grad():
+                cached = (key, self._compute_tables(present))
+            self._tables_cache = cached
+        return cached[1]
+
+    def _table_weights(self) -> list[torch.Tensor]:
+        """The weights the lookup tables are built from (read each time: a replaced module is seen)."""
+        weights = [] if self.projection is None else [self.projection.weight]
+        for spec in self.content_specs:
+            module = self.fields[spec.name]
+            if spec.kind == "categorical":
+                weights.append(module.embedding.weight)
+            elif spec.kind == "numeric":
+                weights += [module.bin_embedding.weight, module.value_projection.weight]
+        return weights
+
+    def _compute_tables(self, present: tuple[bool, ...]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        hidden = self.mask_embedding.shape[0]
+        dtype, device = self.mask_embedding.dtype, self.mask_embedding.device
+        tables, value_vectors = [], []
+        for index, (spec, is_present) in enumerate(zip(self.content_specs, present)):
+            if not is_present or spec.kind == "text":
+                continue
+            module, block = self.fields[spec.name], self._block(index)
+            if spec.kind == "categorical":
+                table = module.embedding.weight
+            else:
+                table = module.bin_embedding.weight
+                vector = module.value_projection.weight[:, 0]  # (H,)
+                value_vectors.append(vector if block is None else block @ vector)
+            tables.append(table if block is None else table @ block.T)  # (vocab, H)
+        stacked = torch.cat([torch.zeros(1, hidden, dtype=dtype, device=device), *tables]) if tables else None
+        return stacked, torch.stack(value_vectors) if value_vectors else None
+
     def content(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Combined content fields (everything but time) -> (B,T,H).
 
@@ -178,9 +227,10 @@ class FoundationEventEmbedding(nn.Module):
         reference = batch["attention_mask"]
         hidden = self.mask_embedding.shape[0]
         dtype = self.mask_embedding.dtype
-        tables, ids, values, value_vectors = [], [], [], []
-        offset = 1  # row 0 of the stacked table: the shared padding row
         total = torch.zeros((reference.numel(), hidden), dtype=dtype, device=reference.device)
+        stacked, value_vectors = self._lookup_tables(tuple(present))
+        ids, offsets, values, bins = [], [], [], []
+        offset = 1  # row 0 of the stacked table: the shared padding row
         for index, (spec, is_present) in enumerate(zip(self.content_specs, present)):
             if not is_present:
                 continue
@@ -193,21 +243,21 @@ class FoundationEventEmbedding(nn.Module):
                 table, key = module.embedding.weight, module.key
             else:  # numeric: bin lookup + value projection
                 table, key = module.bin_embedding.weight, module.bin_key
-                bins = batch[module.bin_key]
-                value = batch[module.value_key].float()
-                values.append(torch.where(torch.isfinite(value) & (bins > 1), value, torch.zeros_like(value)))
-                vector = module.value_projection.weight[:, 0]  # (H,)
-                value_vectors.append(vector if block is None else block @ vector)
-            tables.append(table if block is None else table @ block.T)  # (vocab, H)
-            field_ids = batch[key].reshape(-1)
-            ids.append(torch.where(field_ids > 0, field_ids + offset, torch.zeros_like(field_ids)))
+                bins.append(batch[module.bin_key].reshape(-1))
+                values.append(batch[module.value_key].float().reshape(-1))
+            ids.append(batch[key].reshape(-1))
+            offsets.append(offset)
             offset += table.shape[0]
-        if tables:
-            stacked = torch.cat([torch.zeros(1, hidden, dtype=dtype, device=reference.device), *tables])
-            total = total + F.embedding_bag(torch.stack(ids, dim=1), stacked, mode="sum", padding_idx=0)
+        # Every field's ids shifted to its block of the stacked table in one op (a few per batch, not per field).
+        if ids:
+            field_ids = torch.stack(ids, dim=1)  # (N, n_id_fields)
+            shift = torch.tensor(offsets, dtype=field_ids.dtype, device=field_ids.device)
+            shifted = torch.where(field_ids > 0, field_ids + shift, torch.zeros_like(field_ids))
+            total = total + F.embedding_bag(shifted, stacked, mode="sum", padding_idx=0)
         if values:
-            value_matrix = torch.stack(values, dim=-1).reshape(-1, len(values)).to(dtype)  # (N, n_numeric)
-            total = total + value_matrix @ torch.stack(value_vectors)  # (N, H)
+            value, value_bins = torch.stack(values, dim=1), torch.stack(bins, dim=1)  # (N, n_numeric)
+            value_matrix = torch.where(torch.isfinite(value) & (value_bins > 1), value, torch.zeros_like(value))
+            total = total + value_matrix.to(dtype) @ value_vectors  # (N, H)
         if self.projection is not None:
             total = total + self.projection.bias
         return total.view(*reference.shape, hidden)  # (B, T, H)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -232,10 +233,15 @@ def raw_field_features(events: pa.Table, schema: DataSchema, velocity: Mapping[s
     Returns:
         RawFields with one row per event of `events`.
     """
+    found = velocity_features(events, schema, raw_field_config(velocity), categories=categories)
+    return RawFields(found.values, found.names, found.categorical, found.categories)
+
+
+def raw_field_config(velocity: Mapping[str, Any] | None) -> VelocityConfig:
+    """The VelocityConfig of `raw_field_features`: the task's block with no entity windows."""
     settings = dict(velocity or {})
     settings.update(entities=[], decline_entities=[], dispute_entities=[], pairs=[], risk_entities=[])
-    found = velocity_features(events, schema, VelocityConfig.from_config(settings), categories=categories)
-    return RawFields(found.values, found.names, found.categorical, found.categories)
+    return VelocityConfig.from_config(settings)
 
 
 @dataclass(frozen=True)
@@ -252,9 +258,14 @@ class RawFieldLayout:
     categories: dict[str, list[str]]
     names: list[str]
 
+    @cached_property
+    def config(self) -> VelocityConfig:
+        """`raw_field_config(velocity)`, built once per layout: a served head encodes every attempt with it."""
+        return raw_field_config(self.velocity)
+
     def features(self, table: pa.Table, schema: DataSchema) -> np.ndarray:
         """(N, R) float32 raw-field features of a canonical event table, encoded as at training."""
-        found = raw_field_features(table, schema, self.velocity, self.categories)
+        found = velocity_features(table, schema, self.config, categories=self.categories)  # raw_field_features
         if list(found.names) != list(self.names):
             raise ValueError(f"raw-field features {found.names} differ from the head's {self.names}: the task's "
                              "velocity block changed since the head was trained")

@@ -69,19 +69,40 @@ class EventSurprise:
         Returns:
             (Q, len(names)) float32; a field the event lacks (padding id) contributes 0.
         """
+        return self.from_log_probs(self.log_probs(hidden), batch, has_history)
+
+    @torch.inference_mode()
+    def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next-event log-probabilities of every predicted field given each state, side by side.
+
+        They depend on the state alone, not on the event scored, so a service can keep them with the state
+        and score the next attempts of the entity without running the heads again (StateEngine).
+
+        Args:
+            hidden: (Q, H) entity states.
+        Returns:
+            (Q, sum of the fields' classes) float32: field by field in `specs` order, each a log_softmax.
+        """
+        return torch.cat([F.log_softmax(self.heads.fields[spec.name](hidden.float()), dim=-1)
+                          for spec in self.specs], dim=1)
+
+    @torch.inference_mode()
+    def from_log_probs(self, log_probs: torch.Tensor, batch: Mapping[str, torch.Tensor], has_history: torch.Tensor
+                       ) -> torch.Tensor:
+        """`__call__` from the states' `log_probs` (Q, sum of classes) instead of the states."""
         columns = []
-        for spec in self.specs:
+        parts = log_probs.split([spec.num_classes for spec in self.specs], dim=1)
+        for spec, field_log_probs in zip(self.specs, parts):
             if not spec.present_in(batch):
-                columns.append(torch.zeros(len(hidden), device=hidden.device))
+                columns.append(torch.zeros(len(log_probs), device=log_probs.device))
                 continue
-            logits = self.heads.fields[spec.name](hidden.float())  # (Q, C)
             target = batch[spec.target_key][:, 0]
             if spec.kind == "text":  # mean -log p over the event's tokens
-                log_probs = F.log_softmax(logits, dim=-1).gather(1, target)  # (Q, K)
+                token_log_probs = field_log_probs.gather(1, target)  # (Q, K)
                 is_token = (target != 0).float()
-                nll = -(log_probs * is_token).sum(1) / is_token.sum(1).clamp(min=1)
-            else:
-                nll = F.cross_entropy(logits, target, ignore_index=0, reduction="none")
+                nll = -(token_log_probs * is_token).sum(1) / is_token.sum(1).clamp(min=1)
+            else:  # cross_entropy(logits) is nll_loss(log_softmax(logits)): the same arithmetic
+                nll = F.nll_loss(field_log_probs, target, ignore_index=0, reduction="none")
             columns.append(nll)
         out = torch.stack(columns, dim=1)
         out = torch.cat([out, out.sum(1, keepdim=True)], dim=1)

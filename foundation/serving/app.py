@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -85,10 +85,14 @@ def error_response(err: RequestError) -> JSONResponse:
     return JSONResponse(status_code=err.status, content={"error": err.to_dict()}, headers=headers)
 
 
-def bearer_guard(api_token: str | None) -> Callable[[Request], None]:
-    """The dependency guarding /v1/* and the docs: `Authorization: Bearer <api_token>`, or open when None."""
+def bearer_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """The dependency guarding /v1/* and the docs: `Authorization: Bearer <api_token>`, or open when None.
 
-    def authorize(request: Request) -> None:
+    A coroutine: FastAPI runs a plain-function dependency in its thread pool, a thread hop (and a wait for
+    the interpreter lock behind the scoring thread) on every request for a header comparison.
+    """
+
+    async def authorize(request: Request) -> None:
         if api_token is None:
             return
         header = request.headers.get("authorization", "")
@@ -182,10 +186,10 @@ class Service:
         return result
 
     async def score_batched(self, payload: Any, commit: bool) -> dict[str, Any]:
-        """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls."""
+        """`score` through the micro-batcher (Scorer.score_many): concurrent requests share the model calls,
+        and their bodies one validator pass (EventParser.parse_attempts), off the event loop."""
         self.need_scorer()
-        attempt = self.parser.parse_attempt(payload, commit=commit)
-        return await asyncio.wrap_future(self.batcher.submit((attempt, commit)))
+        return await asyncio.wrap_future(self.batcher.submit((payload, commit)))
 
 
 def create_app(
@@ -215,7 +219,8 @@ def create_app(
     if scorer is not None and settings.batch_max_size > 0:
         from foundation.serving.batching import MicroBatcher, scoring_run
 
-        svc.batcher = MicroBatcher(scoring_run(scorer, store, svc.count_cache, svc.committed), settings.batch_max_size,
+        svc.batcher = MicroBatcher(scoring_run(scorer, store, svc.count_cache, svc.committed, parser.parse_attempts),
+                                   settings.batch_max_size,
                                    settings.batch_max_wait_s, settings.batch_queue_size, svc.metrics.score_batch.observe)
 
     @asynccontextmanager
@@ -240,7 +245,7 @@ def create_app(
     return app
 
 
-def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], None],
+def add_routes(app: FastAPI, svc: Service, authorize: Callable[[Request], Awaitable[None]],
                models: tuple[type, type]) -> None:
     """The API (/v1/*, behind `authorize`) and the probes (/healthz, /metrics, always open).
 

@@ -31,11 +31,17 @@ logger = logging.getLogger(__name__)
 
 
 def scoring_run(scorer: Any, store: Any, on_cache: Callable[[int, int], None] | None,
-                commit: Callable[[Any, dict[str, Any], bool], dict[str, Any]]
+                commit: Callable[[Any, dict[str, Any], bool], dict[str, Any]],
+                parse: Callable[[Sequence[tuple[Any, bool]]], list[Any]] | None = None,
                 ) -> Callable[[Sequence[tuple[Any, bool]]], list[Any]]:
     """The batcher's work over (attempt, commit) items: plain attempts in one `Scorer.score_many` pass, then
     each commit attempt scored and applied in order (`commit(attempt, result, applies)` adds `committed`).
-    A failure of one item (a 409, a store error while applying) is that item's result."""
+    A failure of one item (a 4xx, a 409, a store error while applying) is that item's result.
+
+    Args:
+        parse: when given, items are (request body, commit) and this turns them into attempts first, one
+            Attempt or RequestError per item (`EventParser.parse_attempts`: one validator pass per batch).
+    """
 
     def finish(attempt: Any, result: Any, applies: bool) -> Any:
         if isinstance(result, Exception):
@@ -45,7 +51,7 @@ def scoring_run(scorer: Any, store: Any, on_cache: Callable[[int, int], None] | 
         except Exception as err:  # noqa: BLE001 - the caller's error, the batch goes on
             return err
 
-    def run(items: Sequence[tuple[Any, bool]]) -> list[Any]:
+    def score(items: Sequence[tuple[Any, bool]]) -> list[Any]:
         results: list[Any] = [None] * len(items)
         plain = [k for k, (_, applies) in enumerate(items) if not applies]
         if plain:
@@ -54,6 +60,16 @@ def scoring_run(scorer: Any, store: Any, on_cache: Callable[[int, int], None] | 
         for k, (attempt, applies) in enumerate(items):
             if applies:
                 results[k] = finish(attempt, scorer.score_many([attempt], store, on_cache)[0], True)
+        return results
+
+    def run(items: Sequence[tuple[Any, bool]]) -> list[Any]:
+        if parse is None:
+            return score(items)
+        results = parse(items)  # an Attempt, or the request's RequestError
+        valid = [k for k, attempt in enumerate(results) if not isinstance(attempt, Exception)]
+        if valid:
+            for k, result in zip(valid, score([(results[k], items[k][1]) for k in valid])):
+                results[k] = result
         return results
 
     return run

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import torch
 
 from foundation.data.aggregates import AggregateSpec
-from foundation.data.collate import ArrowRows, assemble, batch_columns
+from foundation.data.collate import batch_columns
 from foundation.data.schema import DataSchema
 from foundation.pointintime import (
     bucket_rows,
@@ -43,6 +43,7 @@ from foundation.serving.state import EntityHistory, EventRecord, StateStore
 logger = logging.getLogger(__name__)
 Key = tuple[int, str]  # (event_time ms, event_id): the order of an entity's sequence
 Ref = tuple[str, str]  # (entity_type, entity_id)
+SURPRISE_CACHE = 4096  # states whose next-event log-probabilities are kept (~10 KB each for `small`)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class StateEngine:
         self.schema = schema
         self.aggregate_specs = dict(aggregate_specs or {})
         self.field_specs = tokenizer.field_specs()
+        self._batch_columns = batch_columns(self.field_specs)
         self.max_len = int(model.config.max_position)
         self.hidden_size = int(model.config.hidden_size)
         self.canonical = schema.canonical_schema()
@@ -115,6 +117,7 @@ class StateEngine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = self.cache_misses = 0
+        self._surprise_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.live = (LiveStates(self.model, tokenizer, self.canonical, self.fields, cache_size, live_bytes)
                      if incremental and supports(self.model) else None)
 
@@ -292,20 +295,45 @@ class StateEngine:
 
     def _events_batch(self, records: Sequence[EventRecord], previous: Sequence[int | None]) -> dict[str, torch.Tensor]:
         """The (N, 1) model batch of N attempts, each in its event entity's sequence after its previous event
-        (one tokenizer call; row r equals `_event_batch(records[r], previous[r])`)."""
-        etype = self.event_entity
-        tables, starts = [], []
-        for record, time in zip(records, previous):
-            if time is not None and time > record.event_time:
-                raise ValueError(f"previous event at {time} is after the attempt at {record.event_time}")
-            events = [record.payload] if time is None else [{"event_id": "", "event_time": time}, record.payload]
-            tables.append(event_rows(etype, record.payload.get(f"{etype}_id") or "", events, self.canonical,
-                                     self.fields))
-            starts.append(len(events) - 1)
-        encoded = self.tokenizer.encode(pa.concat_tables(tables).combine_chunks())
+        (row r equals `_event_batch(records[r], previous[r])`, tests/serving/test_scorer.py).
+
+        Built from flat columns (`EventTokenizer.encode_flat`: the tokenizer's own encoders on the values
+        `event_rows` would hold), not through one-row sequence tables and `assemble`: the same tensors
+        without the table building that dominated a single attempt's features.
+        """
+        events: list[Mapping[str, Any]] = []
+        ends = np.empty(len(records), np.int64)  # flat index of each attempt: the last event of its row
+        for r, (record, time) in enumerate(zip(records, previous)):
+            if time is not None:
+                if time > record.event_time:
+                    raise ValueError(f"previous event at {time} is after the attempt at {record.event_time}")
+                events.append({"event_id": "", "event_time": time})  # only its time matters: the attempt's gap
+            events.append(record.payload)
+            ends[r] = len(events) - 1
+        offsets = np.concatenate([[0], ends + 1])
+        times = np.array([e["event_time"] for e in events], np.int64)
+        columns = {}
+        for name in self.fields:
+            dtype = self.canonical.field(name).type
+            values = [e.get(name) for e in events]
+            columns[name] = (pa.array(values, pa.int64()).cast(dtype) if pa.types.is_timestamp(dtype)
+                             else pa.array(values, dtype, from_pandas=True))  # as event_rows builds them
+        encoded = {"event_time": times, **self.tokenizer.encode_flat(columns, times, offsets)}
         n = len(records)
-        return assemble(ArrowRows(encoded), batch_columns(self.field_specs), np.arange(n), np.asarray(starts),
-                        np.ones(n, np.int64), np.zeros(n, np.int64))
+        batch = {
+            "entity_type": torch.full((n,), self.tokenizer.entity_types.index(self.event_entity), dtype=torch.int64),
+            "lengths": torch.ones(n, dtype=torch.int64),
+            "attention_mask": torch.ones((n, 1), dtype=torch.bool),
+            "entity_index": torch.zeros(n, dtype=torch.int64),
+        }
+        for column in self._batch_columns:
+            dtype = np.float32 if column.kind in ("float", "label") else np.int64
+            if column.name in encoded:
+                values = np.asarray(encoded[column.name])[ends][:, None]  # (N, 1) or (N, 1, K)
+            else:  # pad_missing, as assemble
+                values = np.full((n, 1) + ((column.max_tokens,) if column.kind == "tokens" else ()), column.pad, dtype)
+            batch[column.name] = torch.from_numpy(np.ascontiguousarray(values, dtype=dtype))
+        return batch
 
     @torch.inference_mode()
     def event_features_many(self, records: Sequence[EventRecord], states: Sequence[EntityState],
@@ -327,9 +355,28 @@ class StateEngine:
                 return vectors, None
             if self.surprise is None:
                 raise ValueError("this model has no next-event heads (next_event_heads.safetensors): no surprise")
-            hidden = torch.as_tensor(np.stack([np.asarray(s.hidden, np.float32) for s in states]))  # (N, H)
             has_history = torch.tensor([s.has_history for s in states])
-            return vectors, self.surprise(hidden, batch, has_history).numpy()
+            return vectors, self.surprise.from_log_probs(self._log_probs(states), batch, has_history).numpy()
+
+    def _log_probs(self, states: Sequence[EntityState]) -> torch.Tensor:
+        """(N, C) next-event log-probabilities of the states (EventSurprise.log_probs): they depend on the
+        state's hidden vector alone, so the heads run once per state, not once per attempt; kept for the
+        `SURPRISE_CACHE` most recent hidden vectors (keyed by their bytes: an exact match)."""
+        hidden = [np.ascontiguousarray(s.hidden, np.float32) for s in states]
+        keys = [h.tobytes() for h in hidden]
+        with self._lock:
+            found = [self._surprise_cache.get(key) for key in keys]
+        todo = [k for k, row in enumerate(found) if row is None]
+        if todo:
+            for k, row in zip(todo, self.surprise.log_probs(torch.as_tensor(np.stack([hidden[k] for k in todo])))):
+                found[k] = row.clone()  # its own storage, not a view of the batch
+        with self._lock:
+            for key, row in zip(keys, found):
+                self._surprise_cache[key] = row
+                self._surprise_cache.move_to_end(key)
+            while len(self._surprise_cache) > SURPRISE_CACHE:
+                self._surprise_cache.popitem(last=False)
+        return torch.stack(found)  # (N, C)
 
 
 class StateWarmer:

@@ -7,7 +7,7 @@ documentation and generated clients only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -28,7 +28,7 @@ def json_body(schema: dict[str, Any] | type[BaseModel], many: bool = False) -> d
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def add_docs(app: FastAPI, models: list[type[BaseModel]], authorize: Callable[[Request], None]) -> None:
+def add_docs(app: FastAPI, models: list[type[BaseModel]], authorize: Callable[[Request], Awaitable[None]]) -> None:
     """`/openapi.json` (with `models` as components), `/docs` and `/redoc`, all behind `authorize`.
 
     Args:

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -168,17 +168,56 @@ class EventParser:
                                [_problem(None, None, None, "wrong_type", "expected a JSON object")])
         if commit:
             return Attempt(self._parse([payload])[0], True)
+        row, absent, has_id = self._attempt_row(payload, ATTEMPT_ID)
+        return self._attempt(self._parse([row])[0], absent, has_id)
+
+    def parse_attempts(self, items: Sequence[tuple[Any, bool]]) -> list[Attempt | RequestError]:
+        """`parse_attempt` of several requests (payload, commit) with one validator pass for the plain ones
+        (a micro-batch); each request gets its own Attempt or RequestError, as if parsed alone.
+
+        A batch with any problem, or with a repeated event id, is parsed again one request at a time, so a
+        bad request gets exactly its own error and never fails its neighbours.
+        """
+        plain = [k for k, (payload, commit) in enumerate(items) if not commit and isinstance(payload, dict)]
+        out: list[Attempt | RequestError | None] = [None] * len(items)
+        if len(plain) > 1:
+            prepared = [self._attempt_row(items[k][0], f"{ATTEMPT_ID}{k}") for k in plain]  # ids unique in the batch
+            ids = [row[self.event_id_column] for row, _, _ in prepared]
+            if len(set(map(str, ids))) == len(ids):
+                try:
+                    records = self._parse([row for row, _, _ in prepared])
+                except RequestError:
+                    records = None
+                if records is not None:
+                    for k, record, (_, absent, has_id) in zip(plain, records, prepared):
+                        if not has_id:
+                            record.payload["event_id"] = ATTEMPT_ID
+                            record = replace(record, event_id=ATTEMPT_ID)
+                        out[k] = self._attempt(record, absent, has_id)
+        for k, (payload, commit) in enumerate(items):
+            if out[k] is None:
+                try:
+                    out[k] = self.parse_attempt(payload, commit)
+                except RequestError as err:
+                    out[k] = err
+        return out  # type: ignore[return-value]
+
+    def _attempt_row(self, payload: dict[str, Any], missing_id: str) -> tuple[dict[str, Any], list[Any], bool]:
+        """The row validated for a plain attempt: (row, its absent outcome fields, whether it names its id)."""
         row = dict(payload)
         has_id = row.get(self.event_id_column) is not None
         if not has_id:
-            row[self.event_id_column] = ATTEMPT_ID
+            row[self.event_id_column] = missing_id
         # Unknown outcome fields get a placeholder that passes the value checks, and are nulled again
         # after validation: the model sees outcome fields of the attempt as padding anyway (section 8).
         outcome = [f for f in self.schema.fields.values() if f.outcome]
         absent = [f for f in outcome if row.get(f.column) is None]
         for f in absent:
             row[f.column] = self._placeholder(f, row.get(self.schema.timestamp.column))
-        record = self._parse([row])[0]
+        return row, absent, has_id
+
+    @staticmethod
+    def _attempt(record: EventRecord, absent: list[Any], has_id: bool) -> Attempt:
         for f in absent:
             record.payload[f.name] = None
         return Attempt(record, has_id)
@@ -221,7 +260,11 @@ class EventParser:
                         problems.append(_problem(i, column, keys.get(column, "event_id"), "missing",
                                                  "required column is missing from the event"))
                     continue
-                text, reason, problem = self._as_text(row[column], kind)
+                value = row[column]
+                if value.__class__ is int or (value.__class__ is str and value.isascii()):
+                    text, reason, problem = str(value), "", None  # _as_text's answer for the common cases
+                else:
+                    text, reason, problem = self._as_text(value, kind)
                 if problem is None and kind == "id" and text and not text.strip():
                     reason, problem = self._blank_key(column)
                 if problem is not None:

@@ -230,7 +230,8 @@ class Scorer:
             surprise = any(h.surprise for h in self.heads if h.engine == key)
             features[key] = self.engines[key].event_features_many(
                 records, [s[key][self.event_entity] for s in states], surprise, self.profile)
-        raw: dict[int, np.ndarray] = {}
+        raw: list[tuple[Any, np.ndarray]] = []  # (layout, its (N, R) block): heads trained alike share one
+        table = None
         out: list[dict[str, float]] = [{} for _ in attempts]
         for head in self.heads:
             vectors, surprise = features[head.engine]
@@ -240,10 +241,13 @@ class Scorer:
                                             surprise[r] if head.surprise else None)
                               for r, s in enumerate(states)])  # (N, D)
                 if head.raw is not None:
-                    if id(head.raw) not in raw:
-                        table = canonical_rows([r.payload for r in records], self.engine.canonical)
-                        raw[id(head.raw)] = head.raw.features(table, self.schema)  # (N, R)
-                    x = np.concatenate([x, raw[id(head.raw)]], axis=1)
+                    block = next((found for layout, found in raw if layout == head.raw), None)
+                    if block is None:
+                        if table is None:
+                            table = canonical_rows([r.payload for r in records], self.engine.canonical)
+                        block = head.raw.features(table, self.schema)  # (N, R)
+                        raw.append((head.raw, block))
+                    x = np.concatenate([x, block], axis=1)
             with self.profile.stage("head"):
                 probabilities = np.asarray(head.model.predict_proba(x)).reshape(-1)
             for r in range(len(attempts)):

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,26 @@ class EventTokenizer:
         parts = [self._encode_slice(table.slice(a, b - a), lengths[a:b])
                  for a, b in tqdm(list(zip(bounds[:-1], bounds[1:])), desc="encode", disable=not progress)]
         return pa.concat_tables(parts) if parts else self._encode_slice(table, lengths)
+
+    def encode_flat(self, columns: Mapping[str, pa.Array], event_time_ms: np.ndarray, offsets: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+        """The per-event encoded values of events given as flat columns, without building sequence tables:
+        what `encode` writes into its list columns (same encoders, same values), for a caller that needs a
+        few events' values (the online scorer's attempts).
+
+        Args:
+            columns: field name -> (N,) flat values, as `encode` flattens them from its list columns; absent
+                fields are absent from the output.
+            event_time_ms: (N,) int64 epoch ms; offsets: (B + 1,) boundaries of the rows (time gaps restart).
+        Returns:
+            encoded column name -> (N,) values ((N, K) for text tokens): time_gap_bin, time_gap, hour, dow and
+            the fields' columns.
+        """
+        out = dict(self.time.encode(event_time_ms, offsets))
+        for encoder in self.encoders:
+            if encoder.name in columns:
+                out.update(encoder.encode(columns[encoder.name], event_time_ms))
+        return out
 
     @staticmethod
     def _slice_bounds(lengths: np.ndarray) -> list[int]:

@@ -56,3 +56,31 @@ def test_absent_fields_cost_nothing_and_change_nothing():
     batch = make_batch(batch_size=2, seq_len=5, lengths=[5, 3])
     assert "agg_amount_sum_bin" not in batch  # customer batches lack the aggregate field
     torch.testing.assert_close(module.content(batch), per_field_content(module, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_no_grad_tables_are_cached_and_follow_weight_changes():
+    """Inference reuses the projected lookup tables (same output as with gradients) until a weight changes."""
+    torch.manual_seed(0)
+    module = FoundationEventEmbedding(tiny_config()).eval()
+    batch = make_batch(batch_size=2, seq_len=5, lengths=[5, 2])
+    with torch.inference_mode():
+        first = module.content(batch)
+        cached = module._tables_cache[1][0]
+        again = module.content(batch)
+    assert module._tables_cache[1][0] is cached  # reused, not recomputed
+    assert not cached.is_inference()  # a plain tensor: usable outside inference mode, deep-copyable
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    torch.testing.assert_close(first, module.content(batch).detach(), rtol=0, atol=0)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+    (module.content(batch) ** 2).sum().backward()
+    optimizer.step()  # in-place update: the parameters' versions move on
+    with torch.no_grad():
+        after = module.content(batch)
+    assert module._tables_cache[1][0] is not cached
+    torch.testing.assert_close(after, module.content(batch).detach(), rtol=0, atol=0)
+    assert not torch.equal(after, first)
+    state = {k: v + 1.0 for k, v in module.state_dict().items()}
+    module.load_state_dict(state)
+    with torch.no_grad():
+        loaded = module.content(batch)
+    torch.testing.assert_close(loaded, module.content(batch).detach(), rtol=0, atol=0)

@@ -54,3 +54,18 @@ def test_saved_heads_reload_to_the_same_surprise(tmp_path):
     flags = torch.tensor([True, True])
     torch.testing.assert_close(loaded(hidden, events, flags), EventSurprise(objective, OUTCOME_SPECS)(hidden, events, flags))
     assert EventSurprise.load(tmp_path / "elsewhere", config, OUTCOME_SPECS) is None  # no heads saved: no surprise
+
+
+def test_surprise_from_log_probs_of_each_state_equals_the_batched_call():
+    """The state's log-probabilities (what a service keeps per state) give the surprise of any event after it."""
+    torch.manual_seed(1)
+    surprise = EventSurprise(NextEventObjective(32, tiny_fields()).eval(), OUTCOME_SPECS)
+    batch = make_batch(batch_size=3, seq_len=2, lengths=[2, 2, 1])
+    events = {k: v[:, 1:2] if v.dim() >= 2 else v for k, v in batch.items()}
+    hidden, flags = torch.randn(3, 32), torch.tensor([True, True, False])
+    rows = torch.cat([surprise.log_probs(hidden[b:b + 1]) for b in range(3)])  # one state at a time
+    assert rows.shape == (3, sum(spec.num_classes for spec in surprise.specs))
+    torch.testing.assert_close(surprise.from_log_probs(rows, events, flags), surprise(hidden, events, flags))
+    logits = surprise.heads.fields["mcc"](hidden)  # the definition: cross-entropy of the field's logits
+    expected = torch.nn.functional.cross_entropy(logits, events["mcc"][:, 0], ignore_index=0, reduction="none")
+    torch.testing.assert_close(surprise(hidden, events, flags)[:2, 0], expected[:2])

@@ -75,6 +75,28 @@ def test_a_future_attempt_is_refused_before_scoring(schema, events):
     assert err.value.status == 422 and err.value.problems[0]["reason"] == "future_event_time"
 
 
+def test_a_batch_of_attempts_parses_as_each_alone(schema, events):
+    """One validator pass for a micro-batch: the same attempts as one at a time; a bad request gets its own
+    error and its neighbours still parse; a repeated event id falls back to one at a time."""
+    parser = EventParser(schema, max_future_skew_ms=60_000, clock=lambda: NOW_MS)
+    plain = [{k: v for k, v in json_event(events, i).items() if k not in ("event_type", "decline_code")}
+             for i in range(4)]
+    plain[1].pop("event_id")  # an attempt without its id
+    plain[3]["amount"] = 12  # an int where a float is usual
+    full = json_event(events, 5)
+    items = [(body, False) for body in plain] + [(full, True), (plain[0], False)]
+    alone = [parser.parse_attempt(body, commit) for body, commit in items]
+    batched = parser.parse_attempts(items)
+    assert [(a.record, a.has_event_id) for a in batched] == [(a.record, a.has_event_id) for a in alone]
+    assert batched[1].record.event_id == batched[1].record.payload["event_id"] == "__attempt__"
+    bad = dict(plain[2], ts="2099-01-01T00:00:00")
+    mixed = parser.parse_attempts([(plain[0], False), (bad, False), ("not an object", False), (plain[3], False)])
+    assert mixed[0].record == alone[0].record and mixed[3].record == alone[3].record
+    assert isinstance(mixed[1], RequestError) and mixed[1].problems[0]["reason"] == "future_event_time"
+    assert mixed[1].problems[0]["index"] == 0  # its own request's index, as when parsed alone
+    assert isinstance(mixed[2], RequestError) and mixed[2].status == 422
+
+
 @pytest.mark.parametrize("column,value,reason", [
     ("card_id", "   ", "null_entity_key.customer"),
     ("merchant_id", "\t", "null_entity_key.merchant"),

@@ -148,6 +148,26 @@ def test_event_vector_matches_the_batch_encoding(world):
     np.testing.assert_array_equal(scorer.event_vector(other.record, previous), scorer.event_vector(attempt.record, previous))
 
 
+def test_attempt_batch_equals_the_sequence_table_encoding(world):
+    """The attempts' batch built from flat columns (EventTokenizer.encode_flat) holds exactly the tensors of
+    one-row sequence tables through `encode` and `event_batch`: every key, dtype and value."""
+    scorer, store, sequences, raw = world
+    parser = EventParser(scorer.schema)
+    records = [parser.parse_attempt(json_event(raw, i), commit=False).record for i in range(0, 60, 3)]
+    records[1].payload["descriptor"] = None  # a null text field and a null category
+    records[2].payload["mcc"] = None
+    previous = [None if k % 4 == 0 else r.event_time - 1000 * (k * 997 % 90_000) for k, r in enumerate(records)]
+    engine = scorer.engine
+    batch = engine._events_batch(records, previous)
+    for r, (record, time) in enumerate(zip(records, previous)):
+        alone = engine._event_batch(record, time)
+        assert list(batch) == list(alone)
+        for key, expected in alone.items():
+            got = batch[key][r:r + 1]
+            assert got.dtype == expected.dtype and got.shape == expected.shape, key
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True, msg=key)
+
+
 def test_cache_hits_and_invalidation(world):
     scorer, store, sequences, raw = world
     customer = sequences["customer"]["entity_id"][2].as_py()

@@ -176,6 +176,23 @@ def test_score_many_equals_one_by_one(world):
         assert result["fraud_probability"] == pytest.approx(expected["mlp"][k], rel=1e-4, abs=1e-6)
 
 
+def test_surprise_heads_run_once_per_state(world):
+    """A second attempt after the same cached state reuses the state's next-event log-probabilities: same score."""
+    tmp, raw, rows, expected, store = world
+    scorer = served_scorer(tmp)
+    parser = EventParser(scorer.schema)
+    attempts = [parser.parse_attempt(attempt(raw, row), commit=False) for row in rows[:4]]
+    first = [scorer.score(a, store) for a in attempts]
+    calls = []
+    log_probs = scorer.engine.surprise.log_probs
+    scorer.engine.surprise.log_probs = lambda hidden: calls.append(len(hidden)) or log_probs(hidden)
+    again = [scorer.score(a, store) for a in attempts]
+    assert calls == []  # every state's log-probabilities were kept
+    assert again == first
+    scorer.engine._surprise_cache.clear()
+    assert [scorer.score(a, store) for a in attempts] == first and calls
+
+
 def test_concurrent_requests_are_micro_batched(world):
     """N concurrent /v1/score requests: the same scores as N sequential ones, in fewer forward passes."""
     from concurrent.futures import ThreadPoolExecutor
@@ -285,9 +302,9 @@ def test_commit_requests_in_one_batch_see_each_other(world, tmp_path):
         return score_many(attempts, *args, **kwargs)
 
     scorer.score_many = held
-    blocker = batcher.submit((parser.parse_attempt(attempt(raw, rows[0]), commit=False), False))
+    blocker = batcher.submit((attempt(raw, rows[0]), False))  # the batcher's items: (request body, commit)
     assert entered.wait(20)  # the worker is inside the first pass
-    futures = [batcher.submit((parser.parse_attempt(body, commit=True), True)) for body in new]
+    futures = [batcher.submit((body, True)) for body in new]
     release.set()
     blocker.result(20)
     results = [f.result(20) for f in futures]

@@ -159,6 +159,25 @@ def test_many_entities_in_one_batch(make_store):
     assert store.stats().n_entities == 8
 
 
+def test_one_batch_equals_one_event_at_a_time(make_store):
+    """A batch over many entities (new ones, ones over their bound, bucketed issuers) leaves the state, the
+    versions and the counters that applying its events one by one leaves (in time order: a late event may
+    fall behind a bucket horizon one at a time and not in a batch)."""
+    rng = random.Random(3)
+    events = [make_event(f"e{k}", 1_000 * t, customer=f"c{rng.randrange(6)}", merchant=f"m{rng.randrange(3)}",
+                         issuer=f"i{rng.randrange(2)}") for k, t in enumerate(sorted(rng.sample(range(500), 120)))]
+    buckets = {"issuer": 10_000}
+    batched, single = make_store(max_events=7, buckets=buckets), make_store(max_events=7, buckets=buckets)
+    assert all(batched.apply(events[:20]) + batched.apply(events[20:]))  # a warm store, then a big batch
+    assert all(flag for event in events for flag in single.apply([event]))
+    refs = [(t, f"{t[0]}{i}") for t in ("customer", "merchant", "issuer") for i in range(6)]
+    assert batched.versions(refs) == single.versions(refs)
+    for etype, eid in refs:
+        got, want = batched.history(etype, eid), single.history(etype, eid)
+        assert (got.n_events, ids(got)) == (want.n_events, ids(want)), (etype, eid)
+    assert batched.stats() == single.stats()
+
+
 def test_tails_are_the_events_after_a_key(make_store):
     """`tails`: the retained events strictly after each (event_time, event_id) key, in order, with the whole
     history's counts; equal to filtering `histories` (the base implementation)."""

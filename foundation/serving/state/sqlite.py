@@ -188,22 +188,27 @@ class SqliteStateStore(StateStore):
 
     def _insert(self, conn: sqlite3.Connection, new: list[EventRecord]) -> None:
         conn.executemany("INSERT INTO applied_events VALUES (?)", [(e.event_id,) for e in new])
-        n_new_entities = n_retained = 0
+        # Every entity's rows in one executemany (an event joins several entities: its JSON is built once),
+        # then each entity's count, version and trim, which read its rows.
+        payloads = {e.event_id: e.payload_json() for e in new}
+        rows, entities = [], []
         for (etype, eid), evs in group_by_entity(new).items():
             width = self.buckets.get(etype)
             kept, increment = (evs, len(evs)) if width is None else self._add_buckets(conn, etype, eid, evs, width)
-            if not kept:
-                continue
-            conn.executemany(
-                "INSERT INTO entity_events VALUES (?, ?, ?, ?, ?)",
-                [(etype, eid, e.event_time, e.event_id, e.payload_json()) for e in kept],
-            )
-            n_total = conn.execute(
-                "INSERT INTO entities (entity_type, entity_id, n_events, version) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (entity_type, entity_id) DO UPDATE SET n_events = n_events + excluded.n_events, "
-                "version = version + excluded.version RETURNING n_events",
-                (etype, eid, increment, len(kept)),
-            ).fetchone()[0]
+            if kept:
+                rows += [(etype, eid, e.event_time, e.event_id, payloads[e.event_id]) for e in kept]
+                entities.append((etype, eid, width, kept, increment))
+        conn.executemany("INSERT INTO entity_events VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO entities (entity_type, entity_id, n_events, version) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (entity_type, entity_id) DO UPDATE SET n_events = n_events + excluded.n_events, "
+            "version = version + excluded.version",
+            [(etype, eid, increment, len(kept)) for etype, eid, _, kept, increment in entities],
+        )
+        totals = self._event_counts(conn, [(etype, eid) for etype, eid, *_ in entities])
+        n_new_entities = n_retained = 0
+        for etype, eid, width, kept, increment in entities:
+            n_total = totals[(etype, eid)]
             n_new_entities += increment > 0 and n_total == increment
             n_retained += len(kept) - (self._trim(conn, etype, eid, n_total) if width is None
                                        else self._trim_buckets(conn, etype, eid))
@@ -212,6 +217,22 @@ class SqliteStateStore(StateStore):
             "n_events_retained = n_events_retained + ? WHERE id = 0",
             (n_new_entities, len(new), n_retained),
         )
+
+    @staticmethod
+    def _event_counts(conn: sqlite3.Connection, refs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """n_events of the entities (inside the write transaction, after their upsert)."""
+        by_type: dict[str, list[str]] = {}
+        for etype, eid in refs:
+            by_type.setdefault(etype, []).append(eid)
+        found: dict[tuple[str, str], int] = {}
+        for etype, ids in by_type.items():
+            for start in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
+                chunk = ids[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for eid, n in conn.execute(f"SELECT entity_id, n_events FROM entities WHERE entity_type = ? AND "
+                                           f"entity_id IN ({marks})", [etype, *chunk]):
+                    found[(etype, eid)] = n
+        return found
 
     def _trim(self, conn: sqlite3.Connection, etype: str, eid: str, n_total: int) -> int:
         if n_total <= self.max_events:
