@@ -36,12 +36,23 @@ def compose_scale(overrides: list[str]):
 def test_peak_rss_sums_the_whole_process_tree(tmp_path):
     run = run_measured([sys.executable, "-c", _TREE], tmp_path / "tree.log", interval=0.05)
     assert run.returncode == 0 and run.samples > 5
-    # The largest single process is the grandchild (its memory waited for by the child, so wait4 sees it);
-    # the sampled sum holds child and grandchild together.
+    # The largest single process is the grandchild (its VmHWM, sampled while it lives); the sampled sum holds
+    # child and grandchild together.
     assert 0.29 * GIB < run.max_process_rss_bytes < 0.45 * GIB
     assert run.peak_tree_rss_bytes > run.max_process_rss_bytes + 0.08 * GIB
     assert run.peak_tree_anon_bytes > 0.38 * GIB  # the two buffers are heap, not file pages
     assert run.seconds >= 1.5
+
+
+def test_a_large_parent_does_not_inflate_the_child_peak(tmp_path):
+    # fork/vfork children inherit the parent's peak RSS until exec (wait4's ru_maxrss would report it): with a
+    # ~600 MB parent (a test runner late in a suite), a small child must still measure small
+    ballast = bytearray(600 * 2**20)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touched, so resident
+    run = run_measured([sys.executable, "-c", "import time; time.sleep(0.5)"], tmp_path / "small.log",
+                       interval=0.05)
+    assert run.returncode == 0 and 0 < run.max_process_rss_bytes < 0.2 * GIB
+    del ballast
 
 
 def test_failed_command_is_a_return_code(tmp_path):

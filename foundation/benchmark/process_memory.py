@@ -1,12 +1,13 @@
 """Wall time and peak memory of a command's whole process tree (Linux /proc; psutil is not a dependency).
 
-`run_measured` starts a command, samples every `interval` seconds the summed resident set size (RSS) of the
-process and all its descendants (DDP ranks, DataLoader workers, a Spark JVM), and when it exits takes the
-kernel's own peak of its largest single process (`wait4`'s `ru_maxrss`, exact: no sampling gap).
+`run_measured` starts a command and samples every `interval` seconds the summed resident set size (RSS) of
+the process and all its descendants (DDP ranks, DataLoader workers, a Spark JVM), and the kernel's peak RSS of
+each of them (`VmHWM` in /proc/<pid>/status: exact between samples, so a spike shorter than `interval` is
+still caught for a process alive at the next sample).
 
 The tree sum counts a page shared by two processes (a library both map, a memory-mapped file) twice, so it
-is an upper bound of what the tree needs; a spike shorter than `interval` can be missed by the sum but not by
-the single-process peak.
+is an upper bound of what the tree needs. Not `wait4`'s `ru_maxrss`: a child started by fork or vfork
+inherits the parent's peak RSS from before its exec, so a large parent (a test runner) would inflate it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class MeasuredRun:
         seconds: wall time from start to exit.
         peak_tree_rss_bytes: the largest sampled sum of RSS over the process and its descendants.
         peak_tree_anon_bytes: the largest sampled sum of their anonymous RSS (RSS less file-backed pages).
-        max_process_rss_bytes: the kernel's peak RSS of the largest single process of the tree (ru_maxrss).
+        max_process_rss_bytes: the largest kernel peak RSS (VmHWM) of a single process of the tree, as sampled.
         cpu_seconds: user + system CPU time of the tree (waited-for descendants included).
         samples: how many samples were taken.
     """
@@ -75,11 +76,23 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def tree_rss_bytes(root: int) -> tuple[int, int]:
-    """Summed resident set size of `root` and its descendants, and the anonymous part of it (heap and stacks:
-    what the kernel cannot drop; the rest is file pages such as memory-mapped Arrow files and libraries).
-    A process that is gone counts 0."""
-    total = anon = 0
+def _peak_rss_bytes(pid: int) -> int:
+    """The kernel's peak RSS of one process since its exec (VmHWM); 0 when it is gone or reports none."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree_rss_bytes(root: int) -> tuple[int, int, int]:
+    """Summed resident set size of `root` and its descendants, the anonymous part of it (heap and stacks:
+    what the kernel cannot drop; the rest is file pages such as memory-mapped Arrow files and libraries), and
+    the largest peak RSS of one of them. A process that is gone counts 0."""
+    total = anon = largest = 0
     for pid in tree_pids(root):
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
@@ -88,7 +101,8 @@ def tree_rss_bytes(root: int) -> tuple[int, int]:
             continue
         total += int(resident) * PAGE_BYTES
         anon += (int(resident) - int(shared)) * PAGE_BYTES  # statm's "shared" = resident file + shmem pages
-    return total, anon
+        largest = max(largest, _peak_rss_bytes(pid))
+    return total, anon, largest
 
 
 def run_measured(command: Sequence[str], log_path: str | os.PathLike, cwd: str | os.PathLike | None = None,
@@ -104,21 +118,21 @@ def run_measured(command: Sequence[str], log_path: str | os.PathLike, cwd: str |
         The MeasuredRun (the command's failure is its returncode, not an exception).
     """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    peak, peak_anon, samples = 0, 0, 0
+    peak, peak_anon, largest, samples = 0, 0, 0, 0
     with open(log_path, "wb") as log:
         began = time.perf_counter()
         proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         while True:
-            # wait4 rather than Popen.wait: it returns the resource usage of this one child (and its waited
-            # descendants), so each stage gets its own ru_maxrss instead of the max over every stage so far.
+            # wait4 rather than Popen.wait: the CPU time of this one child (and its waited descendants).
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            rss, anon = tree_rss_bytes(proc.pid)
-            peak, peak_anon, samples = max(peak, rss), max(peak_anon, anon), samples + 1
+            rss, anon, one = tree_rss_bytes(proc.pid)
+            peak, peak_anon, largest = max(peak, rss), max(peak_anon, anon), max(largest, one)
+            samples += 1
             time.sleep(interval)
         seconds = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     return MeasuredRun(returncode=proc.returncode, seconds=seconds, peak_tree_rss_bytes=peak,
-                       peak_tree_anon_bytes=peak_anon,                        max_process_rss_bytes=int(usage.ru_maxrss) * 1024,  # KiB on Linux
+                       peak_tree_anon_bytes=peak_anon, max_process_rss_bytes=largest,
                        cpu_seconds=usage.ru_utime + usage.ru_stime, samples=samples)
