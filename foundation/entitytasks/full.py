@@ -32,7 +32,7 @@ from foundation.data.collate import batch_columns
 from foundation.entitytasks.embedding import elapsed_feature, last_event_times
 from foundation.entitytasks.heads import entity_loss, entity_outputs
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.base import Head
+from foundation.heads.base import Head, check_width
 from foundation.heads.full import (
     positive_share_batch,
     save_with_tokenizer,
@@ -211,9 +211,7 @@ class EntityFullHead(Head):
     @torch.inference_mode()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """The same from (N, H + 2) embeddings computed with this head's own encoder (`self.encoder`)."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected features of shape (N, {self.n_features}), got {X.shape}")
+        X = check_width(X, self.n_features)
         self.head.eval()
         return entity_outputs(self.problem, self.head(torch.as_tensor(X, device=self.device)), self.target_mean,
                               self.target_std)

@@ -44,6 +44,14 @@ def check_xy(X: np.ndarray, y: np.ndarray | None, name: str) -> tuple[np.ndarray
     return X, y.astype(np.float64)
 
 
+def check_width(X: np.ndarray, n_features: int) -> np.ndarray:
+    """X as float32 (N, n_features), or a clear error with the expected and the given shape."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"expected features of shape (N, {n_features}), got {X.shape}")
+    return X
+
+
 def check_train_validation(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`check_xy` of the train and validation sets, which must also have the same number of features D.

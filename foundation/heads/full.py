@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from foundation.data.collate import ArrowRows, assemble, batch_columns
 from foundation.evaluation.metrics import pr_auc
-from foundation.heads.base import Head, best_f1_threshold
+from foundation.heads.base import Head, best_f1_threshold, check_width
 from foundation.heads.inputs import HeadInputs
 from foundation.heads.mlp import mlp_body
 from foundation.pointintime import (
@@ -345,9 +345,7 @@ class FullHead(Head):
     @torch.inference_mode()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N,) probabilities of task features X (N, D) computed with this head's encoder."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected features of shape (N, {self.n_features}), got {X.shape}")
+        X = check_width(X, self.n_features)
         self.head.eval()
         out = [torch.sigmoid(self.head(torch.as_tensor(X[a:a + 65536], device=self.device)).squeeze(-1))
                for a in range(0, len(X), 65536)]
