@@ -166,13 +166,14 @@ def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, run: Any) 
     fractions = [float(f) for f in (cfg.get("label_fractions") or spec.label_fractions)]
     results = []
     for name, kind, block in _models(cfg, spec, data.random is not None):
+        # the feature block once per model (the "both" block is a copy), not once per label fraction
+        X, names = (data.features(block), data.feature_names(block)) if block != "windows" else (None, None)
         for fraction in fractions:
             rows = train[_train_subset(data.examples.take(pa.array(train)), fraction, int(cfg.seed))]
             started = time.perf_counter()
             if block == "windows":
                 head, scores = _fit_full(cfg, data, run, rows, validation, test)
             else:
-                X, names = data.features(block), data.feature_names(block)
                 head = build_head(kind, target.problem, target.n_outputs, spec.heads.get(kind))
                 head.fit(X[rows], data.y[rows], X[validation], data.y[validation],
                          **({"feature_names": names} if kind == "gbdt" else {}))
