@@ -84,6 +84,11 @@ def test_every_head_and_baseline_is_built_from_its_yaml():
     assert heads["mlp"].members == 3
     one = instantiate_models(finetune_config(["checkpoint=x", "head=embeddings_velocity_lgbm"]))
     assert isinstance(one["embeddings_velocity_lgbm"].extra, VelocityFeatures)
+    # the embeddings alone under two head families and their blend (opt-in, not in head=all)
+    alone = instantiate_models(finetune_config(["checkpoint=x", "head=[mlp,gbdt_embeddings,embeddings_blend]"]))
+    assert alone["gbdt_embeddings"].extra is None and alone["gbdt_embeddings"].embeddings
+    assert alone["gbdt_embeddings"].head(task=task).num_boost_round == 3000
+    assert list(alone["embeddings_blend"].members) == ["mlp", "gbdt_embeddings"]
     assert isinstance(models["full"], FullFinetune) and models["full"].head.func == FullHead.for_task
     assert models["full"].pretrained and not models["scratch"].pretrained
     none = instantiate_models(finetune_config(["checkpoint=x", "head=probe", "baselines.scratch=false",
@@ -133,11 +138,12 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
              "heads.full.label_fractions=[0.5,1.0]",
              "heads.full.head.eval_every=2", "heads.full.head.train_window=4", "heads.full.max_validation=200",
              "heads.probe.head.max_epochs=3", "heads.mlp.head.max_epochs=3", "heads.gbdt.head.num_boost_round=20",
-             "heads.embeddings_velocity_lgbm.head.num_boost_round=20",
+             "heads.embeddings_velocity_lgbm.head.num_boost_round=20", "heads.gbdt_embeddings.head.num_boost_round=20",
              "report.n_bootstrap=50", "report.trait_customers=50", "torch_threads=1"]
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), f"checkpoint={run_dir}",
                           f"paths.root_dir={tmp_path}", "task=authorization", "run_name=ft", *quick,
-                          "head=[probe,mlp,gbdt,fusion,embeddings_velocity_blend,embeddings_velocity_lgbm,full]"],
+                          "head=[probe,mlp,gbdt,fusion,embeddings_velocity_blend,embeddings_velocity_lgbm,full,"
+                          "gbdt_embeddings,embeddings_blend]"],
                          capture_output=True, text=True, cwd=REPO, timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = Path(out.stdout.strip().splitlines()[-1])
@@ -152,6 +158,10 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
             meta = json.loads((head_dir / "head.json").read_text())
             assert meta["task"] == "authorization" and meta["threshold"] == head.threshold
     assert ("embeddings_velocity_blend", 1.0) in models and ("embeddings_velocity_blend", 0.5) not in models
+    assert {("gbdt_embeddings", 1.0), ("embeddings_blend", 1.0)} <= models and ("gbdt_embeddings", 0.5) not in models
+    # the LightGBM on the embeddings alone reads the task features and nothing else: servable online
+    alone = load_head(folder / "heads" / "authorization" / "gbdt_embeddings")
+    assert alone.inputs.servable and alone.inputs.raw is None and alone.inputs.velocity_names is None
     # frozen heads read the event surprise under the pretrained next-event heads; embeddings_velocity_lgbm adds
     # the embeddings to the velocity baseline's own features
     probe_layout = json.loads((folder / "heads" / "authorization" / "probe" / "head.json").read_text())["feature_layout"]
@@ -165,6 +175,8 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
                                                                  "head": "embeddings_velocity_lgbm"}})
     served = Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "probe"}})
     assert served.heads[0].surprise == tuple(probe_layout["surprise"])
+    trees = Scorer.from_pretrained(run_dir, heads={"authorization": {"run": str(folder), "head": "gbdt_embeddings"}})
+    assert trees.heads[0].surprise == tuple(probe_layout["surprise"])
     # every model is compared with the baselines on paired resamples of the same test examples
     comparisons = json.loads((folder / "metrics.json").read_text())["comparisons"]
     pairs = {(c["model"], c["label_fraction"], c["baseline"]) for c in comparisons}
