@@ -46,11 +46,13 @@ class FoundationConfig(PreTrainedConfig):
         layer_norm_eps (`float`): epsilon of every LayerNorm.
         initializer_range (`float`): std of the normal init of linear and embedding weights.
         objectives (`dict[str, float]`): pretraining objective name -> loss weight, used by
-            `FoundationForPretraining`; names: `next_event`, `masked`, `contrastive`, `horizon`.
+            `FoundationForPretraining`; names: `next_event`, `masked`, `contrastive`, `horizon`, `recent`.
         mask_probability (`float`): share of real events the masked objective hides (at least one per sequence).
         contrastive_temperature (`float`): InfoNCE temperature of the contrastive objective.
         contrastive_dim (`int`): output width of the contrastive projection head.
         horizon_hours (`list[float]`): horizons of the `horizon` objective (which outcomes arrive within h).
+        recent_hours (`list[float]`): windows of the `recent` objective (the entity's event count and mean
+            numeric values over the past w, recounted from each state).
 
     Example:
         >>> from foundation.model import FoundationConfig, FoundationModel
@@ -86,6 +88,7 @@ class FoundationConfig(PreTrainedConfig):
     contrastive_temperature: float | int = 0.1
     contrastive_dim: int = 128
     horizon_hours: list[float] | None = None
+    recent_hours: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         # Mutable defaults are filled here: dataclass fields cannot default to a shared list/dict.
@@ -97,6 +100,8 @@ class FoundationConfig(PreTrainedConfig):
             self.objectives = {"next_event": 1.0}
         if self.horizon_hours is None:
             self.horizon_hours = [24.0, 168.0]
+        if self.recent_hours is None:
+            self.recent_hours = [1.0, 24.0, 168.0]
         super().__post_init__(**kwargs)
 
     @property

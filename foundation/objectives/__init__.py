@@ -1,4 +1,5 @@
-"""Self-supervised pretraining objectives (plain torch): next-event, masked-event, contrastive.
+"""Self-supervised pretraining objectives (plain torch): next-event, masked-event, contrastive, outcome
+horizon, recent activity.
 
 Each objective is an `nn.Module` called with the model outputs and the batch and returning a dict with
 "loss" (a scalar tensor) and detached per-part metrics. `build_objective(name, config)` builds one from a
@@ -16,11 +17,12 @@ from foundation.objectives.field_heads import FieldPredictionHeads
 from foundation.objectives.horizon import OutcomeHorizonObjective
 from foundation.objectives.masked import MaskedEventObjective, choose_mask_positions
 from foundation.objectives.next_event import NextEventObjective
+from foundation.objectives.recent import RecentActivityObjective
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig as FoundationConfig  # FoundationConfig; typed by its base here
 
-OBJECTIVES = ("next_event", "masked", "contrastive", "horizon")
+OBJECTIVES = ("next_event", "masked", "contrastive", "horizon", "recent")
 
 
 def build_objective(name: str, config: FoundationConfig) -> nn.Module:
@@ -40,6 +42,8 @@ def build_objective(name: str, config: FoundationConfig) -> nn.Module:
         return ContrastiveObjective(config.hidden_size, config.contrastive_dim, config.contrastive_temperature)
     if name == "horizon":
         return OutcomeHorizonObjective(config.hidden_size, config.fields, config.horizon_hours)
+    if name == "recent":
+        return RecentActivityObjective(config.hidden_size, config.fields, config.recent_hours)
     raise ValueError(f"unknown objective {name!r}; valid objectives: {list(OBJECTIVES)}")
 
 
@@ -50,6 +54,7 @@ __all__ = [
     "MaskedEventObjective",
     "NextEventObjective",
     "OutcomeHorizonObjective",
+    "RecentActivityObjective",
     "build_objective",
     "choose_mask_positions",
 ]

@@ -24,3 +24,17 @@ def overfit(objective: str, batch: dict, encoder_type: str = "transformer", step
         optimizer.step()
         losses.append(loss.item())
     return losses[0], sum(losses[-5:]) / 5
+
+
+def head_loss_falls(objective: torch.nn.Module, hidden: torch.Tensor, batch: dict, first: float,
+                    steps: int = 50) -> float:
+    """Train only an objective's own head on fixed hidden states; returns its last loss (to compare with `first`)."""
+    from foundation.batch import FoundationModelOutput
+
+    optimizer = torch.optim.Adam(objective.parameters(), lr=0.1)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = objective(FoundationModelOutput(last_hidden_state=hidden.detach()), batch)["loss"]
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())

@@ -1,0 +1,105 @@
+"""Recent-activity objective: from the state after event i, recount the entity's own recent past.
+
+A fraud team's strongest features are counts over time windows: how many payments this card made in the last
+hour, day and week, and how large they were. A next-event model sees those events but is never asked to count
+them, and a head on its state recovers counts poorly (measured: on Sparkov an MLP on the embeddings gained 0.05
+PR-AUC from the hand-made window features). This objective asks the state after event i, for every window w
+(1 hour, 1 day, 7 days by default): log(1 + the number of the entity's events in (t_i - w, t_i]) and the mean
+standardised value of every numeric field over them. The targets come from the events up to i themselves
+(nothing after t_i is read), so it is self-supervised and point in time.
+
+Targets are read inside the batch window: a (position, window) pair counts only when the batch window's first
+real event is at least w before t_i, so every event of (t_i - w, t_i] is in it and the count is exact (pairs
+cut off by the window start are left out rather than undercounted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from foundation.batch import FoundationModelOutput
+
+HOUR_MS = 3_600_000
+NULL_BIN = 1  # numeric bins: 0 padding, 1 null; a value counts only with bin > 1
+
+
+def numeric_fields(fields: Sequence[Mapping]) -> list[str]:
+    """Names of the numeric fields in the tokenizer's field specs (outcome fields included: they are past)."""
+    return [str(spec["name"]) for spec in fields if spec.get("kind") == "numeric"]
+
+
+class RecentActivityObjective(nn.Module):
+    """Regression of the entity's event count and mean numeric values over past windows ending at each event.
+
+    Args:
+        hidden_size: H of the model.
+        fields: field specs (`FoundationConfig.fields`); every numeric field's mean is a target.
+        windows_hours: the windows w, in hours (e.g. [1, 24, 168]).
+
+    Raises:
+        ValueError: no window, or a window that is not positive.
+    """
+
+    uses_mask_positions = False
+
+    def __init__(self, hidden_size: int, fields: Sequence[Mapping], windows_hours: Sequence[float]):
+        super().__init__()
+        if not windows_hours or min(windows_hours) <= 0:
+            raise ValueError(f"recent objective: windows_hours must be positive hours, got {list(windows_hours)}")
+        self.numeric = numeric_fields(fields)
+        self.register_buffer("windows_ms", torch.tensor([int(w * HOUR_MS) for w in windows_hours]), persistent=False)
+        self.n_targets = 1 + len(self.numeric)  # log count, then one mean per numeric field
+        self.head = nn.Linear(hidden_size, self.n_targets * len(windows_hours))
+
+    def targets(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets (B, T, 1 + F, K) and validity (B, T, 1 + F, K) from the batch window.
+
+        F = numeric fields present in the batch (absent ones are invalid), K = windows.
+        """
+        mask = batch["attention_mask"].bool()  # (B, T)
+        times = batch["event_time"].long()  # (B, T) epoch ms
+        size = mask.shape[1]
+        earlier = torch.ones(size, size, dtype=torch.bool, device=mask.device).tril()  # j <= i
+        gap = times.unsqueeze(2) - times.unsqueeze(1)  # (B, T_i, T_j): t_i - t_j
+        past = earlier & mask.unsqueeze(1) & mask.unsqueeze(2)  # (B, T, T)
+        within = (past.unsqueeze(-1) & (gap.unsqueeze(-1) < self.windows_ms)).float()  # (B, T, T, K)
+        count = within.sum(dim=2)  # (B, T, K), >= 1 at real positions (event i itself)
+        first = torch.where(mask, times, torch.full_like(times, torch.iinfo(torch.long).max)).amin(dim=1)  # (B,)
+        exact = mask.unsqueeze(-1) & ((times - first.unsqueeze(1)).unsqueeze(-1) >= self.windows_ms)  # (B, T, K)
+        targets, valid = [torch.log1p(count)], [exact]
+        for name in self.numeric:
+            if f"{name}_value" not in batch:
+                targets.append(torch.zeros_like(count))
+                valid.append(torch.zeros_like(exact))
+                continue
+            value = batch[f"{name}_value"].float()
+            has = torch.isfinite(value) & (batch[f"{name}_bin"] > NULL_BIN) & mask  # (B, T)
+            value = torch.where(has, value, torch.zeros_like(value))
+            n = torch.einsum("bijk,bj->bik", within, has.float())  # (B, T, K)
+            total = torch.einsum("bijk,bj->bik", within, value)
+            targets.append(total / n.clamp(min=1.0))
+            valid.append(exact & (n > 0))
+        return torch.stack(targets, dim=2), torch.stack(valid, dim=2)
+
+    def forward(self, outputs: FoundationModelOutput, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Args:
+            outputs: `FoundationModelOutput` of the unmasked batch (last_hidden_state (B,T,H)).
+            batch: the collate batch (event_time, attention_mask, numeric `<f>_value` / `<f>_bin`).
+        Returns:
+            {"loss": scalar mean squared error over the valid (position, target, window) triples,
+             "valid_share": the share of triples with an exact target}.
+        """
+        hidden = outputs.last_hidden_state  # (B, T, H)
+        targets, valid = self.targets(batch)
+        b, t, n, k = targets.shape
+        predictions = self.head(hidden).view(b, t, n, k).float()
+        if not valid.any():
+            return {"loss": predictions.sum() * 0.0}
+        loss = F.mse_loss(predictions[valid], targets[valid])
+        return {"loss": loss, "valid_share": valid.float().mean().detach()}
