@@ -219,7 +219,7 @@ def test_every_parameter_gets_a_gradient_even_when_unused_so_ddp_needs_no_unused
 
 
 def test_unknown_or_missing_objectives_are_clear_errors():
-    with pytest.raises(ValueError, match="unknown objective 'mlm'; valid objectives: \\['next_event', 'masked', 'contrastive', 'horizon'\\]"):
+    with pytest.raises(ValueError, match="unknown objective 'mlm'; valid objectives: \\['next_event', 'masked', 'contrastive', 'horizon', 'recent'\\]"):
         FoundationForPretraining(tiny_config(objectives={"mlm": 1.0}))
     with pytest.raises(ValueError, match="objectives is empty"):
         FoundationForPretraining(tiny_config(objectives={}))
