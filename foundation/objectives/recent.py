@@ -2,8 +2,8 @@
 
 A fraud team's strongest features are counts over time windows: how many payments this card made in the last
 hour, day and week, and how large they were. A next-event model sees those events but is never asked to count
-them, and a head on its state recovers counts poorly (measured: on Sparkov an MLP on the embeddings gained 0.05
-PR-AUC from the hand-made window features). This objective asks the state after event i, for every window w
+them, and a head on its state recovers counts poorly (measured: on Sparkov an MLP on the embeddings gained
++0.031 PR-AUC from the hand-made customer window features). This objective asks the state after event i, for every window w
 (1 hour, 1 day, 7 days by default): log(1 + the number of the entity's events in (t_i - w, t_i]) and the mean
 standardised value of every numeric field over them. The targets come from the events up to i themselves
 (nothing after t_i is read), so it is self-supervised and point in time.
@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foundation.objectives.horizon import HOUR_MS
+
 if TYPE_CHECKING:
     from foundation.batch import FoundationModelOutput
 
-HOUR_MS = 3_600_000
 NULL_BIN = 1  # numeric bins: 0 padding, 1 null; a value counts only with bin > 1
 
 
