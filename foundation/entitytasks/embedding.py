@@ -9,15 +9,23 @@ With a `lookback` (the task's `embedding.lookback`, e.g. [7d, 30d]) the same H +
 earlier date (as_of - 7d, as_of - 30d): where the entity was, so a head sees its trajectory (a customer slowing
 down, a merchant whose state turned) and not only where it is. Still the model's states alone, nothing
 hand-crafted; the service builds the same columns from its durable log.
+
+With a `hazard` (the task's `embedding.hazard`, e.g. [7d, 30d]; foundation.entitytasks.hazard) each block also
+holds the pretrained time head's survival columns: log P(the silence so far) and, per horizon, log P(no event in
+the next h | silent until as_of), read off the state and the elapsed time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from foundation.entitytasks.hazard import GapHazard
 
 DAY_MS = 86_400_000
 EXTRA_COLUMNS = ("has_history", "log_days_since_last_event")
@@ -44,17 +52,18 @@ def last_event_times(store: Any, entity: str, ids: pa.Array, index: np.ndarray) 
     return out
 
 
-def embedding_names(width: int, lookback: tuple[int, ...] = ()) -> list[str]:
-    """Column names of a (Q, width) entity embedding: embedding_<i>, the extra columns, then the same with a
-    `_<days>d_before` suffix per lookback."""
+def embedding_names(width: int, lookback: tuple[int, ...] = (), hazard: Sequence[str] = ()) -> list[str]:
+    """Column names of a (Q, width) entity embedding: embedding_<i>, the extra columns, the hazard columns, then
+    the same with a `_<days>d_before` suffix per lookback."""
     block = width // (1 + len(lookback))
-    names = [f"embedding_{i}" for i in range(block - len(EXTRA_COLUMNS))] + list(EXTRA_COLUMNS)
+    extra = list(EXTRA_COLUMNS) + list(hazard)
+    names = [f"embedding_{i}" for i in range(block - len(extra))] + extra
     return names + [f"{n}_{ms / DAY_MS:g}d_before" for ms in lookback for n in names]
 
 
 def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray,
-                      lookback: tuple[int, ...] = ()) -> np.ndarray:
-    """(Q, (H + 2) x (1 + len(lookback))) entity embeddings as of each date (see the module docstring).
+                      lookback: tuple[int, ...] = (), hazard: GapHazard | None = None) -> np.ndarray:
+    """(Q, (H + 2 [+ hazard columns]) x (1 + len(lookback))) entity embeddings as of each date (module docstring).
 
     No event after as_of enters them: the state is `PointInTimeStates.as_of` strictly before as_of + 1 ms.
 
@@ -62,17 +71,23 @@ def entity_embeddings(store: Any, encoder: Any, entity: str, entity_ids: pa.Arra
         store: the SequenceStore; encoder: the PointInTimeEncoder of the model.
         entity: entity type; entity_ids: (Q,) ids; as_of: (Q,) epoch ms.
         lookback: ms before as_of of the earlier states to add.
+        hazard: the survival columns to add to each block (None: none).
     """
     as_of = np.asarray(as_of, np.int64)
-    return np.hstack([_embeddings_at(store, encoder, entity, entity_ids, as_of - back) for back in (0, *lookback)])
+    return np.hstack([_embeddings_at(store, encoder, entity, entity_ids, as_of - back, hazard)
+                      for back in (0, *lookback)])
 
 
-def _embeddings_at(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray) -> np.ndarray:
+def _embeddings_at(store: Any, encoder: Any, entity: str, entity_ids: pa.Array, as_of: np.ndarray,
+                   hazard: GapHazard | None = None) -> np.ndarray:
     from foundation.pointintime import PointInTimeStates
 
     ids = pc.cast(entity_ids, pa.string())
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     as_of = np.asarray(as_of, np.int64)
     states = PointInTimeStates(store, encoder).as_of(entity, ids, as_of + 1)
-    elapsed = elapsed_feature(last_event_times(store, entity, ids, states.index), as_of)
-    return np.hstack([states.hidden, states.has_history[:, None].astype(np.float32), elapsed[:, None]])
+    last = last_event_times(store, entity, ids, states.index)
+    columns = [states.hidden, states.has_history[:, None].astype(np.float32), elapsed_feature(last, as_of)[:, None]]
+    if hazard is not None:
+        columns.append(hazard(states.hidden, as_of - last, states.has_history))
+    return np.hstack(columns)

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from foundation.entitytasks.aggregates import AggregateConfig, entity_aggregates
 from foundation.entitytasks.embedding import embedding_names, entity_embeddings
 from foundation.entitytasks.full import SHARED_SETTINGS, EntityFullHead, EntityWindows, entity_windows
+from foundation.entitytasks.hazard import GapHazard
 from foundation.entitytasks.heads import HEAD_KINDS, build_head
 from foundation.entitytasks.report import write_entity_report
 from foundation.entitytasks.spec import EntityTaskSpec, TargetSpec
@@ -82,13 +83,14 @@ class EntityTaskRun:
     full fine-tune reads, on demand."""
 
     def __init__(self, spec: EntityTaskSpec, target: TargetSpec, events: pa.Table, schema: Any, store: Any,
-                 encoder: Any, seed: int, random_encoder: Any = None):
+                 encoder: Any, seed: int, random_encoder: Any = None, hazard: GapHazard | None = None):
         self.spec, self.target, self.store, self.max_len = spec, target, store, int(encoder.max_len)
         self._windows: EntityWindows | None = None
         timeline = EntityTimeline(events, spec.entity)
         self.examples = build_examples(events, schema, spec, target, timeline, seed)
         ids, as_of = self.examples.column("entity_id"), self.examples.column("as_of").to_numpy()
-        self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of, spec.lookback)
+        self.hazard_names = hazard.names if hazard is not None else []
+        self.embeddings = entity_embeddings(store, encoder, spec.entity, ids, as_of, spec.lookback, hazard)
         self.random = (entity_embeddings(store, random_encoder, spec.entity, ids, as_of, spec.lookback)
                        if random_encoder is not None else None)
         self.aggregates, self.aggregate_names = entity_aggregates(
@@ -111,9 +113,10 @@ class EntityTaskRun:
         return blocks[block] if block in blocks else np.hstack([self.embeddings, self.aggregates])
 
     def feature_names(self, block: str) -> list[str]:
-        emb = embedding_names(self.embeddings.shape[1], self.spec.lookback)
-        return {"embeddings": emb, "random": emb, "aggregates": self.aggregate_names}.get(
-            block, emb + self.aggregate_names)
+        emb = embedding_names(self.embeddings.shape[1], self.spec.lookback, self.hazard_names)
+        if block == "random":
+            return embedding_names(self.random.shape[1], self.spec.lookback)
+        return {"embeddings": emb, "aggregates": self.aggregate_names}.get(block, emb + self.aggregate_names)
 
 
 def _models(cfg: DictConfig, spec: EntityTaskSpec, random: bool) -> list[tuple[str, str, str]]:
@@ -185,6 +188,7 @@ def train_models(cfg: DictConfig, data: EntityTaskRun, out_dir: Path, run: Any) 
                 head.save(out_dir / "heads" / spec.name / name, kind="entity", task=spec.name,
                           entity_type=spec.entity, entity_types=[spec.entity], problem=target.problem,
                           classes=list(target.classes), checkpoint=str(run.hf_dir), lookback_ms=list(spec.lookback),
+                          hazard_ms=list(spec.hazard),
                           **({"tokenizer": run.tokenizer} if block == "windows" else {}))
     return results
 
@@ -233,7 +237,8 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
             continue
         t0 = time.perf_counter()
         try:
-            data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed), random_encoder)
+            hazard = GapHazard.from_run(run.surprise, run.tokenizer, spec.hazard) if spec.hazard else None
+            data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed), random_encoder, hazard)
         except NoExamplesError as error:  # e.g. splits shorter than the horizon: the task does not fit this data
             log.warning("entity task %s skipped on dataset %s: %s", spec.name, schema.name, error)
             skipped[spec.name] = str(error)

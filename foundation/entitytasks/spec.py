@@ -140,6 +140,8 @@ class EntityTaskSpec:
         label_fractions: shares of the training entities for the label-efficiency curve.
         lookback: ms before as_of of the earlier states the entity embedding adds (empty: the state as of the
             date alone); e.g. (7d, 30d) gives the heads the entity's trajectory, not only where it is now.
+        hazard: ms horizons of the pretrained time head's survival columns the embedding adds (empty: none;
+            foundation.entitytasks.hazard).
     """
 
     name: str
@@ -154,6 +156,7 @@ class EntityTaskSpec:
     heads: dict = field(default_factory=dict)
     label_fractions: tuple[float, ...] = (1.0,)
     lookback: tuple[int, ...] = ()
+    hazard: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Any) -> EntityTaskSpec:
@@ -177,7 +180,7 @@ class EntityTaskSpec:
             max_entities=int(max_entities) if max_entities else None,
             aggregates=dict(cfg.get("aggregates") or {}), heads=dict(cfg.get("heads") or {}),
             label_fractions=tuple(float(f) for f in cfg.get("label_fractions") or (1.0,)),
-            lookback=_lookback(cfg),
+            lookback=_durations(cfg, "lookback"), hazard=_durations(cfg, "hazard"),
         )
 
     def resolve(self, schema: DataSchema) -> tuple[TargetSpec | None, str]:
@@ -195,13 +198,14 @@ class EntityTaskSpec:
         return None, "no target alternative fits the schema: " + "; ".join(reasons)
 
 
-def _lookback(cfg: dict) -> tuple[int, ...]:
-    """`embedding.lookback` in ms: positive, distinct durations."""
-    lookback = tuple(parse_duration(d, "embedding.lookback") for d in (cfg.get("embedding") or {}).get("lookback") or ())
-    if any(ms <= 0 for ms in lookback) or len(set(lookback)) != len(lookback):
-        raise ValueError(f"entity task {cfg.get('name')}: embedding.lookback must hold distinct positive durations "
-                         f"(e.g. [7d, 30d]), got {cfg['embedding']['lookback']}")
-    return lookback
+def _durations(cfg: dict, key: str) -> tuple[int, ...]:
+    """`embedding.<key>` (lookback, hazard) in ms: positive, distinct durations."""
+    values = (cfg.get("embedding") or {}).get(key) or ()
+    durations = tuple(parse_duration(d, f"embedding.{key}") for d in values)
+    if any(ms <= 0 for ms in durations) or len(set(durations)) != len(durations):
+        raise ValueError(f"entity task {cfg.get('name')}: embedding.{key} must hold distinct positive durations "
+                         f"(e.g. [7d, 30d]), got {list(values)}")
+    return durations
 
 
 def is_entity_task(cfg: Any) -> bool:

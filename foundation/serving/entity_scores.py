@@ -3,8 +3,9 @@
 An entity task head (`foundation.entitytasks`, saved under `<finetune run>/heads/<task>/<head>/` with head.json
 `kind: entity`) reads the entity's embedding as of `?as_of=` (default: the service clock's now), the same (H + 2)
 columns its fine-tune run built with `foundation.entitytasks.embedding.entity_embeddings`: the live state after
-the entity's events at or before as_of, a has-history flag and the days since its last event. conf/serve.yaml
-`entity_tasks` names the heads; the service answers every head of the entity's type.
+the entity's events at or before as_of, a has-history flag and the days since its last event (and, for a head
+trained with `embedding.hazard`, the pretrained time head's survival columns, foundation.entitytasks.hazard).
+conf/serve.yaml `entity_tasks` names the heads; the service answers every head of the entity's type.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from foundation.entitytasks.embedding import elapsed_feature
+from foundation.entitytasks.hazard import GapHazard
 from foundation.serving.schemas import EventParser, RequestError, parse_as_of
 
 logger = logging.getLogger(__name__)
@@ -29,8 +31,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EntityTaskHead:
-    """A served entity task head: task, head name, entity type, problem, class names, the fitted model and the
-    lookback (ms before as_of) of the earlier states its embedding adds (head.json `lookback_ms`)."""
+    """A served entity task head: task, head name, entity type, problem, class names, the fitted model, the
+    lookback (ms before as_of) of the earlier states its embedding adds (head.json `lookback_ms`) and the horizons
+    of its survival columns (head.json `hazard_ms`)."""
 
     task: str
     name: str
@@ -39,6 +42,7 @@ class EntityTaskHead:
     classes: tuple[str, ...]
     model: Any
     lookback: tuple[int, ...] = ()
+    hazard: tuple[int, ...] = ()
 
     def answer(self, features: np.ndarray) -> dict[str, Any]:
         """The head's response entry for one entity's (1, H + 2) features."""
@@ -82,7 +86,8 @@ def load_entity_heads(tasks: Mapping[str, Mapping[str, Any] | None] | None, fine
                              f"{[n for n in names if n != name]}")
         heads.append(EntityTaskHead(task, name, str(meta["entity_type"]), str(meta["problem"]),
                                     tuple(meta.get("classes") or ()), model,
-                                    tuple(int(ms) for ms in meta.get("lookback_ms") or ())))
+                                    tuple(int(ms) for ms in meta.get("lookback_ms") or ()),
+                                    tuple(int(ms) for ms in meta.get("hazard_ms") or ())))
     return heads
 
 
@@ -100,14 +105,16 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
                                 f"(served: {sorted({h.entity_type for h in heads}) or 'none'})")
     now = int(time.time() * 1000) if as_of is None else as_of
     cutoff = None if as_of is None else as_of + 1  # entity_states reads events strictly before its time
-    state = scorer.engine.entity_states([(entity_type, entity_id)], store, cutoff, None, on_cache)[0]
-    blocks = {0: _embedding_columns(state, now)}
+    engine = scorer.engine
+    state = engine.entity_states([(entity_type, entity_id)], store, cutoff, None, on_cache)[0]
+    states = {0: state}
     for back in sorted({b for head in mine for b in head.lookback}):  # earlier states: the batch path's rule
-        earlier = scorer.engine.entity_states([(entity_type, entity_id)], store, now - back + 1, None, on_cache)[0]
-        blocks[back] = _embedding_columns(earlier, now - back)
+        states[back] = engine.entity_states([(entity_type, entity_id)], store, now - back + 1, None, on_cache)[0]
     scores = {}
     for head in mine:
-        features = np.concatenate([blocks[b] for b in (0, *head.lookback)])[None, :]
+        hazard = GapHazard.from_run(engine.surprise, engine.tokenizer, head.hazard) if head.hazard else None
+        features = np.concatenate([_embedding_columns(states[b], now - b, hazard) for b in (0, *head.lookback)])
+        features = features[None, :]
         expected = getattr(head.model, "n_features", features.shape[1])
         if int(expected) != features.shape[1]:
             raise RequestError(500, f"entity head {head.task}/{head.name} expects {expected} features, the live "
@@ -120,11 +127,14 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
             "scores": scores}
 
 
-def _embedding_columns(state: Any, as_of: int) -> np.ndarray:
-    """(H + 2,) one entity's embedding columns as of `as_of` (foundation.entitytasks.embedding)."""
+def _embedding_columns(state: Any, as_of: int, hazard: GapHazard | None = None) -> np.ndarray:
+    """(H + 2 [+ hazard columns],) one entity's embedding columns as of `as_of` (foundation.entitytasks.embedding)."""
     last = state.last_time if state.has_history and state.last_time is not None else -1
-    return np.r_[np.asarray(state.hidden, np.float32), np.float32(state.has_history),
-                 elapsed_feature(np.array([last]), np.array([as_of]))]
+    hidden = np.asarray(state.hidden, np.float32)
+    columns = [hidden, [np.float32(state.has_history)], elapsed_feature(np.array([last]), np.array([as_of]))]
+    if hazard is not None:
+        columns.append(hazard(hidden[None, :], np.array([as_of - last]), np.array([state.has_history]))[0])
+    return np.concatenate(columns).astype(np.float32)
 
 
 def add_entity_scores_route(app: FastAPI, svc: Any, guard: list, model_slots: Any) -> None:

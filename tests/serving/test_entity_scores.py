@@ -149,3 +149,36 @@ def test_a_lookback_head_reads_the_earlier_state_as_the_batch_path_does(service,
     assert batch.shape == (1, width) and not np.allclose(batch[0, :width // 2], batch[0, width // 2:])
     assert online.json()["scores"]["merchant_trend"]["probability"] == pytest.approx(
         float(trend[0].model.predict_proba(batch)[0]), abs=1e-5)
+
+
+def test_a_hazard_head_gets_the_survival_columns_the_batch_path_builds(service, tmp_path):
+    client, scorer, store, raw, heads, seq_dir = service
+    from foundation.entitytasks.hazard import GapHazard
+    from foundation.pointintime import PointInTimeEncoder, SequenceStore
+
+    horizons = [86_400_000, 30 * 86_400_000]
+    hazard = GapHazard.from_run(scorer.engine.surprise, scorer.tokenizer, horizons)
+    width = scorer.model.config.hidden_size + 2 + len(hazard.names)
+    X = np.random.default_rng(2).normal(size=(300, width)).astype(np.float32)
+    y = (X[:, -1] > 0).astype(int)  # reads the 30-day survival column
+    build_head("probe", "binary", 2, {"max_epochs": 3}).fit(X, y, X, y).save(
+        tmp_path / "heads" / "merchant_quiet" / "probe", kind="entity", task="merchant_quiet", entity_type="merchant",
+        entity_types=["merchant"], problem="binary", classes=[], hazard_ms=horizons)
+    quiet = load_entity_heads({"merchant_quiet": None}, tmp_path)
+    assert quiet[0].hazard == tuple(horizons)
+    merchant = str(raw["merchant_id"][0])
+    times = raw.filter(pa.compute.equal(raw["merchant_id"], raw["merchant_id"][0]))["ts"].cast(pa.int64()).to_numpy()
+    as_of = int(times[-1]) + 3 * 86_400_000  # three silent days after its last event
+    client.app.state.entity_heads = quiet
+    try:
+        online = client.get(f"/v1/entities/merchant/{merchant}/scores",
+                            params={"as_of": np.datetime64(as_of, "ms").astype(str)})
+    finally:
+        client.app.state.entity_heads = heads
+    assert online.status_code == 200, online.text
+    encoder = PointInTimeEncoder(scorer.model, scorer.field_specs, 4096, "cpu")
+    batch = entity_embeddings(SequenceStore(seq_dir, scorer.tokenizer), encoder, "merchant", pa.array([merchant]),
+                              np.array([as_of]), (), hazard)
+    assert batch.shape[1] == width and batch[0, -3] < 0  # three silent days: log S(e) below zero
+    assert online.json()["scores"]["merchant_quiet"]["probability"] == pytest.approx(
+        float(quiet[0].model.predict_proba(batch)[0]), abs=1e-5)
