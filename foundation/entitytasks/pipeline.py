@@ -17,6 +17,7 @@ Models (each fitted on the train examples, early-stopped on validation, scored o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -237,6 +238,11 @@ def run_entity_tasks(cfg: DictConfig, task_configs: Sequence[Any], out_dir: Path
             continue
         t0 = time.perf_counter()
         try:
+            if spec.hazard and run.surprise is None:
+                log.warning("entity task %s: the checkpoint has no next-event heads (pretrained without the "
+                            "next_event objective), so its embedding goes without the embedding.hazard columns",
+                            spec.name)
+                spec = dataclasses.replace(spec, hazard=())
             hazard = GapHazard.from_run(run.surprise, run.tokenizer, spec.hazard) if spec.hazard else None
             data = EntityTaskRun(spec, target, events, schema, store, encoder, int(cfg.seed), random_encoder, hazard)
         except NoExamplesError as error:  # e.g. splits shorter than the horizon: the task does not fit this data

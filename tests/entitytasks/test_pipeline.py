@@ -100,3 +100,27 @@ def test_the_quickstart_block_runs_the_named_tasks_within_its_bounds(world, tmp_
     assert "full" not in models  # the quickstart's time budget
     assert all(set(entry["by_fraction"]) == {"1.0"} for entry in models.values())  # the task's [1.0], not the run's
     assert "| decline_soon (customer, binary) | mlp |" in table
+
+
+@pytest.mark.parametrize("with_time_head", [True, False])
+def test_hazard_columns_reach_the_saved_heads_or_are_dropped_with_a_warning(world, tmp_path, caplog, with_time_head):
+    import shutil
+
+    run_dir = world.run_dir
+    if not with_time_head:  # a checkpoint pretrained without the next_event objective has no time head
+        run_dir = tmp_path / "run"
+        shutil.copytree(world.run_dir, run_dir)
+        (run_dir / "hf" / "next_event_heads.safetensors").unlink()
+    cfg = finetune_config([f"checkpoint={run_dir}", f"paths.root_dir={tmp_path}", "run_name=hazard", "head=[probe]",
+                           "label_fractions=[1.0]", "baselines.scratch=false", "report.n_bootstrap=20"])
+    with open_dict(cfg):
+        cfg.task = {**DECLINE_SOON, "embedding": {"hazard": ["1d", "30d"]}}
+    with caplog.at_level("WARNING"):
+        folder = finetune(cfg)
+    head = load_head(folder / "heads" / "decline_soon" / "probe")
+    hidden = world.run.model.config.hidden_size
+    if with_time_head:
+        assert head.n_features == hidden + 2 + 3 and head.metadata["hazard_ms"] == [DAY_MS, 30 * DAY_MS]
+    else:
+        assert head.n_features == hidden + 2 and head.metadata["hazard_ms"] == []
+        assert "goes without the embedding.hazard columns" in caplog.text

@@ -64,3 +64,13 @@ def test_embedding_lookback_parses_to_ms_and_rejects_zero_or_repeats():
     for bad in (["0d"], ["7d", "7d"]):
         with pytest.raises(ValueError, match="embedding.lookback must hold distinct positive durations"):
             EntityTaskSpec.from_config({**config, "embedding": {"lookback": bad}})
+
+
+def test_embedding_hazard_parses_to_ms_and_churn_ships_with_it():
+    day = 86_400_000
+    assert _spec("customer_churn").hazard == (day, 7 * day, 30 * day)
+    assert _spec("merchant_risk").hazard == ()
+    config = _plain_config(CONF / "merchant_risk.yaml")
+    assert EntityTaskSpec.from_config({**config, "embedding": {"hazard": ["30d"]}}).hazard == (30 * day,)
+    with pytest.raises(ValueError, match="embedding.hazard must hold distinct positive durations"):
+        EntityTaskSpec.from_config({**config, "embedding": {"hazard": ["30d", "30d"]}})
