@@ -53,6 +53,8 @@ class FoundationConfig(PreTrainedConfig):
         horizon_hours (`list[float]`): horizons of the `horizon` objective (which outcomes arrive within h).
         recent_hours (`list[float]`): windows of the `recent` objective (the entity's event count and mean
             numeric values over the past w, recounted from each state).
+        recent_outcome_shares (`bool`): the `recent` objective also recounts the share of each value of every
+            categorical outcome field (event_type, decline_code) over each window.
 
     Example:
         >>> from foundation.model import FoundationConfig, FoundationModel
@@ -89,6 +91,7 @@ class FoundationConfig(PreTrainedConfig):
     contrastive_dim: int = 128
     horizon_hours: list[float] | None = None
     recent_hours: list[float] | None = None
+    recent_outcome_shares: bool = False
 
     def __post_init__(self, **kwargs):
         # Mutable defaults are filled here: dataclass fields cannot default to a shared list/dict.

@@ -43,7 +43,8 @@ def build_objective(name: str, config: FoundationConfig) -> nn.Module:
     if name == "horizon":
         return OutcomeHorizonObjective(config.hidden_size, config.fields, config.horizon_hours)
     if name == "recent":
-        return RecentActivityObjective(config.hidden_size, config.fields, config.recent_hours)
+        return RecentActivityObjective(config.hidden_size, config.fields, config.recent_hours,
+                                       bool(getattr(config, "recent_outcome_shares", False)))
     raise ValueError(f"unknown objective {name!r}; valid objectives: {list(OBJECTIVES)}")
 
 

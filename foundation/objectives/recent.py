@@ -8,6 +8,10 @@ them, and a head on its state recovers counts poorly (measured: on Sparkov an ML
 standardised value of every numeric field over them. The targets come from the events up to i themselves
 (nothing after t_i is read), so it is self-supervised and point in time.
 
+With `outcome_shares` (model config `recent_outcome_shares`), the targets also hold, for every categorical
+`outcome` field (event_type, decline_code, ...), the share of each of its values among those events: how many of
+the merchant's last day of events were disputes or declines, the rates a fraud team's risk features hold.
+
 Targets are read inside the batch window: a (position, window) pair counts only when the batch window's first
 real event is at least w before t_i, so every event of (t_i - w, t_i] is in it and the count is exact (pairs
 cut off by the window start are left out rather than undercounted).
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foundation.objectives.horizon import HOUR_MS
+from foundation.objectives.horizon import FIRST_VALUE_ID, HOUR_MS, outcome_fields
 
 if TYPE_CHECKING:
     from foundation.batch import FoundationModelOutput
@@ -42,6 +46,7 @@ class RecentActivityObjective(nn.Module):
         hidden_size: H of the model.
         fields: field specs (`FoundationConfig.fields`); every numeric field's mean is a target.
         windows_hours: the windows w, in hours (e.g. [1, 24, 168]).
+        outcome_shares: also the share of each value of every categorical outcome field over each window.
 
     Raises:
         ValueError: no window, or a window that is not positive.
@@ -49,19 +54,22 @@ class RecentActivityObjective(nn.Module):
 
     uses_mask_positions = False
 
-    def __init__(self, hidden_size: int, fields: Sequence[Mapping], windows_hours: Sequence[float]):
+    def __init__(self, hidden_size: int, fields: Sequence[Mapping], windows_hours: Sequence[float],
+                 outcome_shares: bool = False):
         super().__init__()
         if not windows_hours or min(windows_hours) <= 0:
             raise ValueError(f"recent objective: windows_hours must be positive hours, got {list(windows_hours)}")
         self.numeric = numeric_fields(fields)
+        self.outcomes = outcome_fields(fields) if outcome_shares else []
         self.register_buffer("windows_ms", torch.tensor([int(w * HOUR_MS) for w in windows_hours]), persistent=False)
-        self.n_targets = 1 + len(self.numeric)  # log count, then one mean per numeric field
+        # log count, one mean per numeric field, then one share per value of each outcome field
+        self.n_targets = 1 + len(self.numeric) + sum(size - FIRST_VALUE_ID for _, size in self.outcomes)
         self.head = nn.Linear(hidden_size, self.n_targets * len(windows_hours))
 
     def targets(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Targets (B, T, 1 + F, K) and validity (B, T, 1 + F, K) from the batch window.
+        """Targets (B, T, N, K) and validity (B, T, N, K) from the batch window.
 
-        F = numeric fields present in the batch (absent ones are invalid), K = windows.
+        N = 1 + numeric fields (absent ones are invalid) + outcome values, K = windows.
         """
         mask = batch["attention_mask"].bool()  # (B, T)
         times = batch["event_time"].long()  # (B, T) epoch ms
@@ -86,6 +94,17 @@ class RecentActivityObjective(nn.Module):
             total = torch.einsum("bijk,bj->bik", within, value)
             targets.append(total / n.clamp(min=1.0))
             valid.append(exact & (n > 0))
+        for name, size in self.outcomes:
+            if name not in batch:
+                targets += [torch.zeros_like(count)] * (size - FIRST_VALUE_ID)
+                valid += [torch.zeros_like(exact)] * (size - FIRST_VALUE_ID)
+                continue
+            ids = batch[name].long()
+            onehot = F.one_hot(ids.clamp(min=0, max=size - 1), size)[..., FIRST_VALUE_ID:].float()  # (B, T, C)
+            onehot = onehot * mask.unsqueeze(-1).float()
+            shares = torch.einsum("bijk,bjc->bick", within, onehot) / count.unsqueeze(2)  # (B, T, C, K)
+            targets += list(shares.unbind(dim=2))
+            valid += [exact] * (size - FIRST_VALUE_ID)
         return torch.stack(targets, dim=2), torch.stack(valid, dim=2)
 
     def forward(self, outputs: FoundationModelOutput, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

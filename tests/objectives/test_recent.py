@@ -78,3 +78,30 @@ def test_pretraining_model_trains_with_the_recent_objective():
     assert set(out.losses) == {"next_event", "recent"} and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.objectives["recent"].head.weight.grad.abs().sum() > 0
+
+
+def test_outcome_shares_recount_the_values_of_the_outcome_fields():
+    fields = [*FIELDS, {"name": "event_type", "kind": "categorical", "vocab_size": 5, "outcome": True}]
+    batch = _batch()
+    # event types (ids 2.. are values): charge, charge, decline, dispute, charge; padding last
+    batch["event_type"] = torch.tensor([[2, 2, 3, 4, 2, 0]])
+    objective = RecentActivityObjective(8, fields, windows_hours=[1, 24], outcome_shares=True)
+    targets, valid = objective.targets(batch)
+    assert targets.shape == (1, 6, 2 + 3, 2)  # log count, mean amount, then the shares of values 2, 3, 4
+    shares = targets[0, :, 2:]  # (T, 3 values, 2 windows)
+    # the last hour of the 2h + 1s event holds the decline and the dispute
+    assert shares[3, :, 0].tolist() == pytest.approx([0.0, 0.5, 0.5])
+    # its last day: charge, charge, decline, dispute
+    assert shares[3, :, 1].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    assert torch.allclose(shares[:5].sum(dim=1), torch.ones(5, 2))  # the shares of a window sum to one
+    assert torch.equal(valid[0, :, 2], valid[0, :, 0])  # exact exactly where the count is
+    # the event type of a later event never enters an earlier position's shares
+    later = {k: v.clone() for k, v in batch.items()}
+    later["event_type"][0, 4] = 4
+    assert torch.equal(objective.targets(later)[0][0, :4], targets[0, :4])
+    # off by default, and the model config switches it on
+    assert RecentActivityObjective(8, fields, [1]).n_targets == 2
+    config = tiny_config(objectives={"next_event": 1.0, "recent": 0.5}, recent_outcome_shares=True)
+    config.fields = fields
+    assert build_objective("recent", config).outcomes == [("event_type", 5)]
+    assert tiny_config().recent_outcome_shares is False
