@@ -41,6 +41,13 @@ def test_experiments_compose(experiment, tmp_path):
     assert str(tmp_path) in cfg.run_dir
 
 
+def test_the_quickstart_objective_is_next_event_plus_recent_and_the_command_line_replaces_it(tmp_path):
+    weights = lambda *extra: dict(compose_pretrain(["experiment=default", *extra], tmp_path).objective.weights)  # noqa: E731
+    assert weights() == {"next_event": 1.0, "recent": 0.3}
+    assert weights("objective=next_event") == {"next_event": 1.0}
+    assert weights("objective=horizon") == {"next_event": 1.0, "horizon": 1.0}
+
+
 @pytest.mark.parametrize("model", groups("model"))
 def test_model_presets_build(model, tmp_path):
     cfg = compose_pretrain([f"model={model}", "objective=combined"], tmp_path)
