@@ -54,7 +54,8 @@ class FoundationConfig(PreTrainedConfig):
         recent_hours (`list[float]`): windows of the `recent` objective (the entity's event count and mean
             numeric values over the past w, recounted from each state).
         recent_outcome_shares (`bool`): the `recent` objective also recounts the share of each value of every
-            categorical outcome field (event_type, decline_code) over each window.
+            categorical outcome field (event_type, decline_code) over each window (on by default: without them
+            the recent objective cost the default world's customer_distress R² 0.197 -> 0.103; with them 0.218).
 
     Example:
         >>> from foundation.model import FoundationConfig, FoundationModel
@@ -91,7 +92,7 @@ class FoundationConfig(PreTrainedConfig):
     contrastive_dim: int = 128
     horizon_hours: list[float] | None = None
     recent_hours: list[float] | None = None
-    recent_outcome_shares: bool = False
+    recent_outcome_shares: bool = True
 
     def __post_init__(self, **kwargs):
         # Mutable defaults are filled here: dataclass fields cannot default to a shared list/dict.

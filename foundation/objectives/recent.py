@@ -8,7 +8,7 @@ them, and a head on its state recovers counts poorly (measured: on Sparkov an ML
 standardised value of every numeric field over them. The targets come from the events up to i themselves
 (nothing after t_i is read), so it is self-supervised and point in time.
 
-With `outcome_shares` (model config `recent_outcome_shares`), the targets also hold, for every categorical
+With `outcome_shares` (model config `recent_outcome_shares`, on by default), the targets also hold, for every categorical
 `outcome` field (event_type, decline_code, ...), the share of each of its values among those events: how many of
 the merchant's last day of events were disputes or declines, the rates a fraud team's risk features hold.
 

@@ -99,9 +99,10 @@ def test_outcome_shares_recount_the_values_of_the_outcome_fields():
     later = {k: v.clone() for k, v in batch.items()}
     later["event_type"][0, 4] = 4
     assert torch.equal(objective.targets(later)[0][0, :4], targets[0, :4])
-    # off by default, and the model config switches it on
+    # the objective's own default is off; the model config's is on, and switches it off
     assert RecentActivityObjective(8, fields, [1]).n_targets == 2
-    config = tiny_config(objectives={"next_event": 1.0, "recent": 0.5}, recent_outcome_shares=True)
+    config = tiny_config(objectives={"next_event": 1.0, "recent": 0.5})
     config.fields = fields
-    assert build_objective("recent", config).outcomes == [("event_type", 5)]
-    assert tiny_config().recent_outcome_shares is False
+    assert config.recent_outcome_shares is True and build_objective("recent", config).outcomes == [("event_type", 5)]
+    config.recent_outcome_shares = False
+    assert build_objective("recent", config).outcomes == []
