@@ -19,6 +19,7 @@ cut off by the window start are left out rather than undercounted).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,10 @@ from foundation.objectives.horizon import FIRST_VALUE_ID, HOUR_MS, outcome_field
 if TYPE_CHECKING:
     from foundation.batch import FoundationModelOutput
 
+log = logging.getLogger(__name__)
+
 NULL_BIN = 1  # numeric bins: 0 padding, 1 null; a value counts only with bin > 1
+MAX_SHARE_VALUES = 64  # an outcome field with more values (ids) gets no share targets (they would cost memory)
 
 
 def numeric_fields(fields: Sequence[Mapping]) -> list[str]:
@@ -61,6 +65,10 @@ class RecentActivityObjective(nn.Module):
             raise ValueError(f"recent objective: windows_hours must be positive hours, got {list(windows_hours)}")
         self.numeric = numeric_fields(fields)
         self.outcomes = outcome_fields(fields) if outcome_shares else []
+        too_many = [name for name, size in self.outcomes if size > MAX_SHARE_VALUES]
+        if too_many:
+            log.warning("recent objective: no outcome shares for %s (more than %d values)", too_many, MAX_SHARE_VALUES)
+            self.outcomes = [(name, size) for name, size in self.outcomes if size <= MAX_SHARE_VALUES]
         self.register_buffer("windows_ms", torch.tensor([int(w * HOUR_MS) for w in windows_hours]), persistent=False)
         # log count, one mean per numeric field, then one share per value of each outcome field
         self.n_targets = 1 + len(self.numeric) + sum(size - FIRST_VALUE_ID for _, size in self.outcomes)

@@ -106,3 +106,12 @@ def test_outcome_shares_recount_the_values_of_the_outcome_fields():
     assert config.recent_outcome_shares is True and build_objective("recent", config).outcomes == [("event_type", 5)]
     config.recent_outcome_shares = False
     assert build_objective("recent", config).outcomes == []
+
+
+def test_an_outcome_field_with_too_many_values_gets_no_shares_and_says_so(caplog):
+    fields = [*FIELDS, {"name": "event_type", "kind": "categorical", "vocab_size": 5, "outcome": True},
+              {"name": "reason", "kind": "categorical", "vocab_size": 500, "outcome": True}]
+    with caplog.at_level("WARNING"):
+        objective = RecentActivityObjective(8, fields, [1], outcome_shares=True)
+    assert objective.outcomes == [("event_type", 5)] and "no outcome shares for ['reason']" in caplog.text
+    assert objective.n_targets == 2 + 3
