@@ -44,7 +44,7 @@ def build_objective(name: str, config: FoundationConfig) -> nn.Module:
         return OutcomeHorizonObjective(config.hidden_size, config.fields, config.horizon_hours)
     if name == "recent":
         return RecentActivityObjective(config.hidden_size, config.fields, config.recent_hours,
-                                       bool(getattr(config, "recent_outcome_shares", True)))
+                                       bool(config.recent_outcome_shares))
     raise ValueError(f"unknown objective {name!r}; valid objectives: {list(OBJECTIVES)}")
 
 

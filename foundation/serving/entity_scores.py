@@ -110,11 +110,17 @@ def entity_scores(scorer: Any, store: Any, heads: list[EntityTaskHead], entity_t
     states = {0: state}
     for back in sorted({b for head in mine for b in head.lookback}):  # earlier states: the batch path's rule
         states[back] = engine.entity_states([(entity_type, entity_id)], store, now - back + 1, None, on_cache)[0]
+    blocks: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}  # (lookback, hazard horizons) -> columns, once
+
+    def block(back: int, horizons: tuple[int, ...]) -> np.ndarray:
+        if (back, horizons) not in blocks:
+            hazard = GapHazard.from_run(engine.surprise, engine.tokenizer, horizons) if horizons else None
+            blocks[back, horizons] = _embedding_columns(states[back], now - back, hazard)
+        return blocks[back, horizons]
+
     scores = {}
     for head in mine:
-        hazard = GapHazard.from_run(engine.surprise, engine.tokenizer, head.hazard) if head.hazard else None
-        features = np.concatenate([_embedding_columns(states[b], now - b, hazard) for b in (0, *head.lookback)])
-        features = features[None, :]
+        features = np.concatenate([block(b, head.hazard) for b in (0, *head.lookback)])[None, :]
         expected = getattr(head.model, "n_features", features.shape[1])
         if int(expected) != features.shape[1]:
             raise RequestError(500, f"entity head {head.task}/{head.name} expects {expected} features, the live "
