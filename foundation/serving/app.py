@@ -18,17 +18,14 @@ body, before any parsing (`foundation.serving.body`).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -37,6 +34,8 @@ from fastapi.responses import JSONResponse, Response
 
 from foundation.serving.body import parse_json, read_body
 from foundation.serving.entity_scores import add_entity_scores_route, load_entity_heads
+from foundation.serving.errors import STORE_OUTAGES, as_request_error, check_bearer, error_headers
+from foundation.serving.fastpath import ScoreFastPath
 from foundation.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from foundation.serving.openapi import add_docs, json_body
 from foundation.serving.schemas import EventParser, RequestError, parse_as_of, request_models
@@ -81,8 +80,7 @@ class ServiceSettings:
 
 
 def error_response(err: RequestError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-    return JSONResponse(status_code=err.status, content={"error": err.to_dict()}, headers=headers)
+    return JSONResponse(status_code=err.status, content={"error": err.to_dict()}, headers=error_headers(err))
 
 
 def bearer_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
@@ -93,14 +91,7 @@ def bearer_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
     """
 
     async def authorize(request: Request) -> None:
-        if api_token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise RequestError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(token.strip().encode(), api_token.encode()):
-            raise RequestError(401, "invalid bearer token")
+        check_bearer(request.headers.get("authorization", ""), api_token)
 
     return authorize
 
@@ -108,23 +99,11 @@ def bearer_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
 def add_error_handlers(app: FastAPI) -> None:
     """Every error as `{"error": {...}}`: bad input 4xx, store outage 503, a bug 500 without internals."""
 
-    @app.exception_handler(RequestError)
-    async def _request_error(_request: Request, err: RequestError) -> JSONResponse:
-        return error_response(err)
+    async def _error(_request: Request, err: Exception) -> JSONResponse:
+        return error_response(as_request_error(err))
 
-    @app.exception_handler(sqlite3.OperationalError)
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    async def _store_unavailable(_request: Request, err: Exception) -> JSONResponse:
-        # The transaction did not commit, so nothing was acknowledged: the client may retry (idempotent).
-        logger.warning("state store unavailable: %s", err)
-        return error_response(RequestError(503, f"state store unavailable ({type(err).__name__}); retry"))
-
-    @app.exception_handler(Exception)
-    async def _internal_error(_request: Request, err: Exception) -> JSONResponse:
-        # A bug, not bad input (bad input is a RequestError): log it whole, answer without internals.
-        logger.exception("unhandled error: %s", err)
-        return error_response(RequestError(500, f"internal error ({type(err).__name__}); see the service log"))
+    for kind in (RequestError, *STORE_OUTAGES, Exception):
+        app.add_exception_handler(kind, _error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, err: RequestValidationError) -> JSONResponse:
@@ -237,6 +216,7 @@ def create_app(
     app.state.parser, app.state.store, app.state.scorer, app.state.metrics = parser, store, scorer, svc.metrics
     app.state.warmer, app.state.settings, app.state.batcher = svc.warmer, settings, svc.batcher
     svc.metrics.instrument(app)
+    app.add_middleware(ScoreFastPath, service=svc)  # added last, so outermost: ahead of the metrics middleware
     add_error_handlers(app)
     authorize = bearer_guard(settings.api_token)
     models = request_models(parser.schema)
@@ -388,7 +368,7 @@ def serve(cfg: Any) -> None:
     keep_alive = parse_duration(cfg.server.keep_alive_timeout, "server.keep_alive_timeout") / 1000
     uvicorn.run(app, host=str(cfg.server.host), port=int(cfg.server.port), log_level=str(cfg.server.log_level),
                 access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(keep_alive)),
-                http="h11")  # h11 discards the rest of a refused body, so a client reads the 413 (tested)
+                http=str(cfg.server.http), loop=str(cfg.server.loop))
 
 
 def exposure_warning(host: str, token: str | None, token_env: str = TOKEN_ENV) -> str | None:

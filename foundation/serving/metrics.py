@@ -94,6 +94,7 @@ class ServiceMetrics:
     def __init__(self, stats: Callable[[], StoreStats], scorer: Any = None):
         model_version = getattr(scorer, "model_version", None)
         self.registry = CollectorRegistry(auto_describe=True)
+        self._http: list[Callable[[Any], None]] = []  # the HTTP instrumentations, once `instrument` adds them
         self.events = Counter(
             "foundation_events", "Events received on /v1/events by result (applied, duplicate)",
             ["result"], registry=self.registry,
@@ -118,12 +119,20 @@ class ServiceMetrics:
         """Count and time every HTTP request of `app` into this registry: `foundation_http_requests_total`
         (handler, method, status) and `foundation_http_request_duration_seconds` (handler, method)."""
         instrumentator = Instrumentator(should_group_status_codes=False, registry=self.registry)
-        instrumentator.add(
+        self._http = [
             http_metrics.requests(metric_namespace="foundation", registry=self.registry),
             http_metrics.latency(metric_namespace="foundation", should_include_status=False,
                                  buckets=LATENCY_BUCKETS, registry=self.registry),
-        )
+        ]
+        instrumentator.add(*self._http)
         instrumentator.instrument(app)
+
+    def observe_http(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one request answered outside the instrumented app (foundation.serving.fastpath)
+        into the same `foundation_http_*` series."""
+        info = http_metrics.Info(None, None, method, handler, str(status), seconds)  # type: ignore[arg-type]
+        for instrumentation in self._http:
+            instrumentation(info)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -243,9 +243,11 @@ class Scorer:
                 if head.raw is not None:
                     block = next((found for layout, found in raw if layout == head.raw), None)
                     if block is None:
-                        if table is None:
-                            table = canonical_rows([r.payload for r in records], self.engine.canonical)
-                        block = head.raw.features(table, self.schema)  # (N, R)
+                        block = head.raw.rows([r.payload for r in records], self.engine.canonical)  # (N, R)
+                        if block is None:  # a field type the row path does not take: the table path
+                            if table is None:
+                                table = canonical_rows([r.payload for r in records], self.engine.canonical)
+                            block = head.raw.features(table, self.schema)
                         raw.append((head.raw, block))
                     x = np.concatenate([x, block], axis=1)
             with self.profile.stage("head"):

@@ -19,6 +19,7 @@ from foundation.pointintime import (
     task_feature_matrix,
     task_features,
 )
+from foundation.pointintime.batches import canonical_rows
 from tests.embeddings.world import World, raw_events, session_world
 
 
@@ -84,3 +85,27 @@ def test_raw_fields_hold_no_outcome_and_no_label(world):
     np.testing.assert_array_equal(layout.features(events.slice(10, 1), world.schema)[0], raw.values[10])
     with pytest.raises(ValueError, match="differ from the head's"):
         RawFieldLayout({}, raw.categories, raw.names[:-1]).features(events.slice(10, 1), world.schema)
+
+
+def test_raw_fields_row_by_row_equal_the_table_path(world):
+    """The service's row path (`RawFieldLayout.rows`) gives `features` value for value, nulls and values the
+    vocabulary never saw included; a field type it does not take sends the caller to the table path."""
+    events = _canonical(world).slice(0, 300)
+    velocity = {"country_fields": ["merchant_country", "card_country"]}
+    raw = raw_field_features(events, world.schema, velocity)
+    categorical = raw.categorical[0]
+    numeric = next(n for n in raw.names if n not in raw.categories and n not in ("hour", "day_of_week", "cross_border"))
+    rows = events.to_pylist()
+    for row, ms in zip(rows, pc.cast(events["event_time"], pa.int64()).to_pylist()):
+        row["event_time"] = ms
+    rows[0][categorical], rows[1][categorical], rows[2][numeric] = None, "never-seen", None
+    rows[3]["merchant_country"] = None
+    rows.append({**rows[4], "event_time": -1})  # before 1970: floor division, as pyarrow's calendar
+    table = canonical_rows(rows, events.schema)
+    layout = RawFieldLayout(velocity, raw.categories, raw.names)
+    expected = layout.features(table, world.schema)
+    found = layout.rows(rows, events.schema)
+    assert np.isnan(found[:4]).any() and found.shape == expected.shape
+    np.testing.assert_array_equal(found, expected)  # NaN where NaN
+    as_numbers = pa.schema([pa.field(categorical, pa.int64()) if f.name == categorical else f for f in events.schema])
+    assert layout.rows(rows, as_numbers) is None

@@ -23,14 +23,15 @@ from tests.serving.fixtures import synthetic_schema, write_events
 
 
 @contextmanager
-def serving(tmp_path, **settings) -> Iterator[int]:
-    """The ingest-only app under a real uvicorn server in a thread; yields its loopback port."""
+def serving(tmp_path, http: str = "httptools", **settings) -> Iterator[int]:
+    """The ingest-only app under a real uvicorn server (`http` protocol) in a thread; yields its loopback port."""
     write_events(tmp_path / "events" / "part-00000.parquet", n=5)
     schema = synthetic_schema(tmp_path / "events", tmp_path / "data")
     store = SqliteStateStore(tmp_path / "state.sqlite", max_events=16, buckets={"issuer": 3_600_000})
     app = create_app(EventParser(schema), store, None, ServiceSettings(**settings))
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="h11", timeout_keep_alive=1)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http,
+                            loop="uvloop" if http == "httptools" else "asyncio", timeout_keep_alive=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -57,8 +58,9 @@ def read_answer(sock: socket.socket) -> str:
     return answer.decode()
 
 
-def test_a_stalled_upload_is_cut_with_408(tmp_path):
-    with serving(tmp_path, body_timeout_s=0.5) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_stalled_upload_is_cut_with_408(tmp_path, http):
+    with serving(tmp_path, http, body_timeout_s=0.5) as port, socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(10)
         sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 1000\r\n\r\n[{\"event_id\": 1")  # ... and nothing more
@@ -78,9 +80,10 @@ def post_raw(port: int, head: bytes, body: bytes) -> str:
         return read_answer(sock)
 
 
-def test_an_oversized_body_gets_a_readable_413(tmp_path):
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_an_oversized_body_gets_a_readable_413(tmp_path, http):
     body = b"[" + b" " * (50 * 1024 * 1024) + b"]"  # 50 MB, 50x the default limit
-    with serving(tmp_path) as port:
+    with serving(tmp_path, http) as port:
         head = (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body))
         answer = post_raw(port, head, body)
@@ -119,7 +122,8 @@ def test_serve_warns_and_sets_uvicorn_timeouts(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger=app_module.__name__):
         app_module.serve(cfg)
     assert any("without a token" in r.getMessage() for r in caplog.records)
-    assert calls[0]["timeout_keep_alive"] == 7 and calls[0]["host"] == "0.0.0.0" and calls[0]["http"] == "h11"
+    assert calls[0]["timeout_keep_alive"] == 7 and calls[0]["host"] == "0.0.0.0" and calls[0]["http"] == "httptools"
+    assert calls[0]["loop"] == "uvloop"
     settings = app_module.service_settings(cfg)
     assert settings.body_timeout_s == 12 and settings.max_future_skew_ms == 300_000
     assert settings.min_event_ms == 631_152_000_000  # 1990-01-01

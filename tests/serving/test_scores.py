@@ -316,3 +316,31 @@ def test_commit_requests_in_one_batch_see_each_other(world, tmp_path):
         assert got["fraud_probability"] == pytest.approx(want["fraud_probability"], rel=1e-6, abs=1e-9)
     batcher.stop()
     store.close()
+
+
+def test_score_fast_path_answers_as_the_framework_route(world):
+    """POST /v1/score through the fast path (micro-batching on) and through the FastAPI route (batching off):
+    the same scores, the same errors (token, commit flag, JSON, size), and the same HTTP metrics."""
+    tmp, raw, rows, expected, store = world
+    apps = {size: create_app(EventParser(served_scorer(tmp).schema), store, served_scorer(tmp), ServiceSettings(
+        warm_on_ingest=False, batch_max_size=size, api_token="s3cret", max_body_bytes=4096)) for size in (64, 0)}
+    fast, plain = (TestClient(apps[size], headers={"Authorization": "Bearer s3cret"}) for size in (64, 0))
+    body = attempt(raw, rows[0])
+    answers = {name: client.post("/v1/score", json=body).json() for name, client in (("fast", fast), ("plain", plain))}
+    assert answers["fast"].keys() == answers["plain"].keys()
+    for key in ("fraud_probability", "approval_probability"):
+        assert answers["fast"][key] == pytest.approx(answers["plain"][key], rel=1e-5, abs=1e-7)
+    assert answers["fast"]["fraud_probability"] == pytest.approx(expected["mlp"][0], rel=1e-4, abs=1e-6)
+    cases = [({"params": {"commit": "maybe"}, "json": body}, 422), ({"content": b"{not json"}, 400),
+             ({"content": b"[" + b" " * 5000 + b"]"}, 413), ({"json": body, "headers": {"Authorization": "Bearer x"}}, 401)]
+    for kwargs, status in cases:
+        got = [client.post("/v1/score", **kwargs) for client in (fast, plain)]
+        assert [r.status_code for r in got] == [status, status], kwargs
+        assert got[0].json() == got[1].json()
+        assert got[0].headers.get("www-authenticate") == got[1].headers.get("www-authenticate")
+    assert fast.post("/v1/score", params={"commit": "no"}, json=body).json()["committed"] is False
+    metrics = fast.get("/metrics").text
+    for status in ("200", "401", "422"):
+        assert f'foundation_http_requests_total{{handler="/v1/score",method="POST",status="{status}"}}' in metrics
+    assert 'foundation_http_request_duration_seconds_count{handler="/v1/score",method="POST"} 6.0' in metrics
+    apps[64].state.batcher.stop()
