@@ -18,6 +18,7 @@ body, before any parsing (`foundation.serving.body`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -366,6 +367,8 @@ def serve(cfg: Any) -> None:
     logger.warning("serving on http://%s:%s (state: %s, model: %s)", cfg.server.host, cfg.server.port,
                    type(app.state.store).__name__, getattr(app.state.scorer, "model_version", None))
     keep_alive = parse_duration(cfg.server.keep_alive_timeout, "server.keep_alive_timeout") / 1000
+    gc.collect()
+    gc.freeze()  # the model, vocabularies and config built so far never die: keep them out of every collection
     uvicorn.run(app, host=str(cfg.server.host), port=int(cfg.server.port), log_level=str(cfg.server.log_level),
                 access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(keep_alive)),
                 http=str(cfg.server.http), loop=str(cfg.server.loop))
