@@ -162,6 +162,8 @@ def test_finetune_end_to_end_on_a_tiny_pretraining_run(tmp_path):
     # the LightGBM on the embeddings alone reads the task features and nothing else: servable online
     alone = load_head(folder / "heads" / "authorization" / "gbdt_embeddings")
     assert alone.inputs.servable and alone.inputs.raw is None and alone.inputs.velocity_names is None
+    # its trees name the layout's features (importances a user can read), not f0..fN
+    assert alone.feature_names[0] == "h_customer_0" and "surprise_total" in alone.feature_names
     # frozen heads read the event surprise under the pretrained next-event heads; embeddings_velocity_lgbm adds
     # the embeddings to the velocity baseline's own features
     probe_layout = json.loads((folder / "heads" / "authorization" / "probe" / "head.json").read_text())["feature_layout"]

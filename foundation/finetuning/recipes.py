@@ -13,6 +13,7 @@ under `<run_dir>/heads/<task>/<name>/`. The head itself comes from `head:` (a `_
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,12 +77,15 @@ class FrozenFeatures:
             return np.hstack(parts) if len(parts) > 1 else parts[0]
 
         names = (layout.names() if layout is not None else []) + (list(block.names) if block is not None else [])
-        columns = {"feature_names": names, "categorical_features": block.categorical} if block is not None else {}
         X_test = matrix(test)
         results = []
         for fraction in label_fractions(fr.cfg, self.label_fractions, task):
             train, validation = subsets(examples, fraction, fr.seed)
             head = self.head(task=task)
+            # a head that keeps feature names (LightGBM: importances) gets the layout's, with or without a block
+            columns = {"feature_names": names} if "feature_names" in inspect.signature(head.fit).parameters else {}
+            if block is not None:
+                columns["categorical_features"] = block.categorical
             X_validation = matrix(validation)
             head.fit(matrix(train), labels_of(train), X_validation, labels_of(validation), **columns)
             head.inputs = inputs
