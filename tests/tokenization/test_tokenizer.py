@@ -246,3 +246,19 @@ def test_bad_input_errors_name_the_problem(tok, table):
     bad_type = dataclasses.replace(schema, fields={"mcc": dataclasses.replace(schema.fields["mcc"], type="categorial")})
     with pytest.raises(ValueError, match="'mcc': type must be one of"):
         EventTokenizer.fit([table], bad_type, progress=False)
+
+
+def test_categorical_ids_of_a_few_values_equal_the_arrow_path():
+    """The dict lookup for a few values (the service's attempts) gives the ids of the pyarrow path."""
+    from foundation.tokenization.encoders import FEW_VALUES, NULL_ID, CategoricalEncoder
+
+    encoder = CategoricalEncoder("mcc", ["5411", "5999", "4829"])
+    few = pa.array(["5999", None, "never-seen", "5411", ""], pa.string())
+    many = pa.concat_arrays([few] * (FEW_VALUES // len(few) + 1))  # over FEW_VALUES: pyarrow's index_in
+    assert len(many) > FEW_VALUES
+    small, large = encoder.encode(few, np.zeros(len(few)))["mcc"], encoder.encode(many, np.zeros(len(many)))["mcc"]
+    np.testing.assert_array_equal(small, [3, NULL_ID, NULL_ID, 2, NULL_ID])
+    np.testing.assert_array_equal(large[: len(few)], small)
+    assert small.dtype == large.dtype == np.int32
+    # integer categories take the pyarrow path (cast to strings), whatever their number
+    np.testing.assert_array_equal(CategoricalEncoder("x", ["7"]).encode(pa.array([7, 8]), np.zeros(2))["x"], [2, 1])
