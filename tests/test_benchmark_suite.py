@@ -67,10 +67,12 @@ def test_failed_section_is_recorded_and_other_sections_are_kept(tmp_path, capsys
     assert data["status"] == "error"
     assert "n_events" in data["error"] and "Traceback" not in data["error"]
     assert data["wall_s"] >= 0 and len(data["load_avg_start"]) == 3
+    assert len(data["cpu_probe_ms"]) == 2 and all(ms > 0 for ms in data["cpu_probe_ms"])  # start and end
     assert results["sections"]["training"] == earlier["sections"]["training"]  # merged, not overwritten
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"]
     text = md_path.read_text()
     assert "**Section failed**: error: ValueError" in text
+    assert "CPU probe ms (start / end)" in text and f"{data['cpu_probe_ms'][0]:,.0f} / " in text
     assert "| tiny | gru | 10 | 5 |" in text
     assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("results: ")
 

@@ -190,9 +190,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines += ["## Sections", ""]
     rows = [[name, e.get("status"), e.get("date", ""), _num(e.get("wall_s"), 1), _num(e.get("cpu_s"), 1),
              " / ".join(f"{v:.1f}" for v in e.get("load_avg_start", [])[:1] + e.get("load_avg_end", [])[:1]),
+             " / ".join(f"{v:,.0f}" for v in e.get("cpu_probe_ms", [])) or "-",
              "distorted by other load" if e.get("distorted") else ""] for name, e in sections.items()]
     lines += _table(["section", "status", "date", "wall s", "CPU s (suite process)", "load avg 1 min (start / end)",
-                     "note"], rows)
+                     "CPU probe ms (start / end)", "note"], rows)
     prepared = results.get("prepared")
     if prepared:
         lines += ["", f"Data of sections 2-5: `{prepared.get('root')}`, prepared or loaded in "
@@ -200,5 +201,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines += ["", "CPU s counts the suite's own process (all its threads), not the pytorch-lifestream or service "
                   "subprocesses. A section is flagged when the 5-minute load average per core exceeded "
                   f"{results.get('config', {}).get('busy_load_per_core', '-')} at its start or end: other jobs "
-                  "shared the cores and its figures are lower than this machine gives."]
+                  "shared the cores and its figures are lower than this machine gives. CPU probe: milliseconds of "
+                  "a fixed pure-Python loop at the section's start and end; on a VM whose CPU speed drifts, sections "
+                  "(or runs) with different probes ran on CPUs of different speed."]
     return "\n".join(lines) + "\n"

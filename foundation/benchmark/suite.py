@@ -42,6 +42,19 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def cpu_probe_ms(iterations: int = 2_000_000) -> float:
+    """Milliseconds of a fixed single-threaded pure-Python loop: the CPU's speed right now.
+
+    On a shared or throttled VM the same code runs at different speeds from minute to minute (on this project's
+    2-core machine the same loop took 0.66-1.24 s in back-to-back runs), so each section records it at its
+    start and end: sections whose probes differ ran on CPUs of different speed and are not comparable as is.
+    """
+    start, total = time.perf_counter(), 0
+    for i in range(iterations):
+        total += i
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
 def machine_facts() -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, memory, library versions, torch threads, commit."""
     import lightgbm
@@ -174,7 +187,7 @@ def prepare_data(ctx: BenchContext) -> dict[str, Any]:
 def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict[str, Any]:
     """Run one section; its results, or its error, with date, wall time and load averages."""
     entry: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                             "load_avg_start": load_average()}
+                             "load_avg_start": load_average(), "cpu_probe_ms": [cpu_probe_ms()]}
     start, cpu_start = time.perf_counter(), time.process_time()
     print(f"\n=== benchmark section: {name} ===", flush=True)
     try:
@@ -188,6 +201,7 @@ def run_section(name: str, ctx: BenchContext, busy_load_per_core: float) -> dict
     # section waited for cores other jobs held.
     entry["cpu_s"] = round(time.process_time() - cpu_start, 1)
     entry["load_avg_end"] = load_average()
+    entry["cpu_probe_ms"].append(cpu_probe_ms())
     cores = os.cpu_count() or 1
     # The 5-minute average covers a typical section; either average above the bar marks it as distorted.
     entry["distorted"] = max(entry["load_avg_start"][1], entry["load_avg_end"][1]) / cores > busy_load_per_core
